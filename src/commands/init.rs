@@ -1,0 +1,34 @@
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use tweetlake::embedded;
+
+/// Writes the editable project; refuses to overwrite a file unless `force`.
+pub fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
+    let files = embedded::project_files();
+    if !force {
+        let existing: Vec<String> = files
+            .iter()
+            .map(|(p, _)| dir.join(p))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            bail!(
+                "{} already exist(s): pass --force to overwrite",
+                existing.join(", ")
+            );
+        }
+    }
+    for (relative, contents) in files {
+        let path = dir.join(&relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+        }
+        std::fs::write(&path, contents).with_context(|| format!("write {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    println!("next: edit tweetlake.toml and sql/, then `tweetlake plan` and `tweetlake run --once`");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The subcommands. This is the binary's edge: errors become `anyhow` with context here.
+
+mod bench;
+mod demo;
+mod init;
+mod run;
+
+use std::path::Path;
+
+use anyhow::Context;
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use deltalake::datafusion::prelude::SessionContext;
+use tracing_subscriber::EnvFilter;
+
+use tweetlake::config::Config;
+use tweetlake::embedded;
+use tweetlake::transform::ModelSet;
+
+pub use bench::bench;
+pub use demo::demo;
+pub use init::init;
+pub use run::{plan, run};
+
+/// The config file used when `--config` is not given, if it exists.
+const DEFAULT_CONFIG: &str = "tweetlake.toml";
+
+pub fn init_logging(filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+/// An error and its causes on one line: `what failed: why: root cause`.
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    let default = Path::new(DEFAULT_CONFIG);
+    let path = path.or_else(|| default.exists().then_some(default));
+    Ok(Config::load(path)?)
+}
+
+/// The models in `pipeline.sql_dir`; the built-in ones when the default directory is absent.
+pub fn load_models(config: &Config) -> anyhow::Result<ModelSet> {
+    let reserved = [config.dlq.table.as_str()];
+    let dir = &config.pipeline.sql_dir;
+    if !dir.exists() && dir == Path::new("sql") {
+        tracing::info!(
+            "no ./sql directory: using the built-in models (`tweetlake init` writes them out to edit)"
+        );
+        return Ok(embedded::models(&reserved)?);
+    }
+    Ok(ModelSet::load_dir(dir, &reserved)?)
+}
+
+/// Runs `sql` and prints its result as a table.
+pub async fn print_query(ctx: &SessionContext, sql: &str) -> anyhow::Result<()> {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .with_context(|| format!("query `{sql}`"))?
+        .collect()
+        .await?;
+    println!("{}", pretty_format_batches(&batches)?);
+    Ok(())
+}

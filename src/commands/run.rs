@@ -1,0 +1,94 @@
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+
+use tweetlake::config::{Config, SourceKind};
+use tweetlake::decode::bronze_schema;
+use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
+use tweetlake::source::{FileSource, Source};
+use tweetlake::transform::{Materialization, BRONZE};
+
+use super::{load_config, load_models};
+
+pub async fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let mode = if once { RunMode::Once } else { RunMode::Continuous };
+    let summary = match config.source.kind {
+        SourceKind::File => {
+            let source = FileSource::open(&config.source.path)
+                .with_context(|| "source.path (set it in tweetlake.toml or TWEETLAKE_SOURCE__PATH)")?;
+            run_pipeline(&config, source, mode).await?
+        }
+        SourceKind::Kafka => {
+            bail!("source.kind = \"kafka\" is not available in this build yet: use kind = \"file\"")
+        }
+    };
+    tracing::info!(
+        "done: {} batches, {} records, {} dead letters",
+        summary.batches,
+        summary.input_rows,
+        summary.dead_letters
+    );
+    Ok(())
+}
+
+/// Runs `source` through the configured models; Ctrl-C finishes the batch in progress.
+pub async fn run_pipeline<S: Source>(
+    config: &Config,
+    source: S,
+    mode: RunMode,
+) -> anyhow::Result<RunSummary> {
+    let models = load_models(config)?;
+    tracing::info!(
+        "pipeline `{}`: {} -> {}",
+        config.pipeline.name,
+        source.describe(),
+        config.lake.uri
+    );
+    let mut pipeline = Pipeline::new(config, source, models)?;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("stopping after the current batch (Ctrl-C again to abort)");
+            let _ = stop.send(true);
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        }
+    });
+    Ok(pipeline.run(mode, stopped).await?)
+}
+
+pub async fn plan(config_path: Option<&Path>) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let models = load_models(&config)?;
+    let schemas = models.plan(bronze_schema()).await?;
+    println!("{BRONZE}  (built-in: the decoded micro-batch; table partitioned by _ingest_date)");
+    println!(
+        "{}  (built-in: records that failed to decode)\n",
+        config.dlq.table
+    );
+    for (model, schema) in models.models().iter().zip(schemas) {
+        let how = match &model.materialization {
+            Materialization::Append => "append".to_string(),
+            Materialization::Merge { keys, .. } => format!("merge on {}", keys.join(", ")),
+        };
+        let partitions = if model.partition_by.is_empty() {
+            String::new()
+        } else {
+            format!(", partitioned by {}", model.partition_by.join(", "))
+        };
+        println!(
+            "{} <- {}  ({how}{partitions})  {}",
+            model.name,
+            model.inputs.join(", "),
+            model.origin
+        );
+        for field in schema.fields() {
+            println!("    {}: {}", field.name(), field.data_type());
+        }
+        println!();
+    }
+    Ok(())
+}

@@ -1,0 +1,320 @@
+//! One TOML file (`tweetlake.toml`) with `TWEETLAKE_<SECTION>__<KEY>` environment overrides.
+//!
+//! Every key is documented in the README; unknown keys are errors so a typo never silently
+//! falls back to a default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Prefix of environment variables that override config keys, e.g. `TWEETLAKE_LAKE__URI`.
+pub const ENV_PREFIX: &str = "TWEETLAKE_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source} (create one with `tweetlake init`, or pass --config)")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("config key {key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub source: SourceConfig,
+    pub lake: LakeConfig,
+    pub pipeline: PipelineConfig,
+    pub dlq: DlqConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A JSONL(.gz) file of X stream messages: the embedded default.
+    #[default]
+    File,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    /// File source: the `.jsonl` or `.jsonl.gz` file to read.
+    pub path: PathBuf,
+    /// Kafka source: `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    pub topic: String,
+    pub group_id: String,
+    /// Where a new pipeline starts: `earliest`, `latest`, or an RFC 3339 timestamp.
+    pub starting_offsets: String,
+    /// Extra librdkafka properties, passed through as they are.
+    pub kafka_options: BTreeMap<String, String>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            kind: SourceKind::File,
+            path: PathBuf::from("sample_posts.jsonl"),
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            topic: "x-posts".into(),
+            group_id: "tweetlake".into(),
+            starting_offsets: "earliest".into(),
+            kafka_options: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// A local directory or `s3://bucket/prefix`.
+    pub uri: String,
+    /// Passed to delta-rs / object_store (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+    pub storage_options: BTreeMap<String, String>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            uri: "./lake".into(),
+            storage_options: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Names the offset log and the Delta `txn` app ids: two pipelines with one name share progress.
+    pub name: String,
+    pub sql_dir: PathBuf,
+    /// Continuous mode closes a batch after this long, if the size limits did not close it first.
+    #[serde(with = "duration_text")]
+    pub trigger_interval: Duration,
+    pub max_records_per_batch: usize,
+    pub max_bytes_per_batch: usize,
+    /// A message larger than this goes to the dead-letter table instead of being decoded.
+    pub max_message_bytes: usize,
+    /// Where the per-batch JSON progress lines go: `-` for stdout, or a file path (appended).
+    pub progress_log: String,
+    /// How many offset-log entries to keep behind the latest committed batch.
+    pub log_retention_batches: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            name: "tweetlake".into(),
+            sql_dir: PathBuf::from("sql"),
+            trigger_interval: Duration::from_secs(10),
+            max_records_per_batch: 100_000,
+            max_bytes_per_batch: 256 * 1024 * 1024,
+            max_message_bytes: 1024 * 1024,
+            progress_log: "-".into(),
+            log_retention_batches: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlqConfig {
+    /// Name of the dead-letter Delta table under the lake.
+    pub table: String,
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        Self { table: "dlq".into() }
+    }
+}
+
+impl Config {
+    /// Loads `path` (if given; a missing default file is fine) and applies environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let name = path.map_or("<defaults>".to_string(), |p| p.display().to_string());
+        Self::from_toml_and_env(&text, &name, std::env::vars())
+    }
+
+    pub fn from_toml_and_env(
+        text: &str,
+        name: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut root: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: name.to_string(),
+            message: e.message().to_string(),
+        })?;
+        for (var, value) in env {
+            if let Some(key) = var.strip_prefix(ENV_PREFIX) {
+                if key.contains("__") {
+                    apply_override(&mut root, &var, key, &value)?;
+                }
+            }
+        }
+        let config: Config = toml::Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: name.to_string(),
+                message: e.message().to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            key: key.into(),
+            message: message.into(),
+        };
+        let p = &self.pipeline;
+        if p.name.is_empty()
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return Err(invalid("pipeline.name", "use letters, digits, '-' and '_' only"));
+        }
+        if p.max_records_per_batch == 0 || p.max_bytes_per_batch == 0 {
+            return Err(invalid(
+                "pipeline.max_records_per_batch",
+                "batch limits must be above 0",
+            ));
+        }
+        if p.max_message_bytes == 0 {
+            return Err(invalid("pipeline.max_message_bytes", "must be above 0"));
+        }
+        Ok(())
+    }
+}
+
+/// `TWEETLAKE_LAKE__STORAGE_OPTIONS__AWS_REGION=eu-west-1` sets `lake.storage_options.AWS_REGION`.
+/// Section and key names are lower-cased; map keys below them keep their case.
+fn apply_override(root: &mut toml::Table, var: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+    let parts: Vec<&str> = key.split("__").collect();
+    let mut table = root;
+    for (depth, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let name = if depth < 2 {
+            part.to_ascii_lowercase()
+        } else {
+            part.to_string()
+        };
+        let entry = table
+            .entry(name)
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            var: var.into(),
+            message: format!("`{part}` is not a section"),
+        })?;
+    }
+    let last = parts[parts.len() - 1];
+    let leaf = if parts.len() <= 2 {
+        last.to_ascii_lowercase()
+    } else {
+        last.to_string()
+    };
+    table.insert(leaf, parse_env_value(value));
+    Ok(())
+}
+
+/// Numbers and booleans keep their type; anything else is a string.
+fn parse_env_value(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    match value {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(value.to_string()),
+    }
+}
+
+/// Durations written as `500ms`, `10s`, `5m` or `1h`.
+pub mod duration_text {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration like 500ms, 10s, 5m or 1h"))?;
+        let seconds = match unit.trim() {
+            "ms" => n / 1000.0,
+            "s" | "" => n,
+            "m" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
+        };
+        Ok(Duration::from_secs_f64(seconds))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn env_overrides_file_values_and_keeps_map_key_case() {
+        let toml = "[lake]\nuri = \"./a\"\n[pipeline]\nmax_records_per_batch = 5\n";
+        let config = Config::from_toml_and_env(
+            toml,
+            "t.toml",
+            env(&[
+                ("TWEETLAKE_LAKE__URI", "s3://b/p"),
+                ("TWEETLAKE_PIPELINE__TRIGGER_INTERVAL", "250ms"),
+                ("TWEETLAKE_LAKE__STORAGE_OPTIONS__AWS_REGION", "eu-west-1"),
+                ("TWEETLAKE_UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.lake.uri, "s3://b/p");
+        assert_eq!(config.pipeline.max_records_per_batch, 5);
+        assert_eq!(config.pipeline.trigger_interval, Duration::from_millis(250));
+        assert_eq!(config.lake.storage_options["AWS_REGION"], "eu-west-1");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_the_key() {
+        let err = Config::from_toml_and_env("[lake]\nurl = \"x\"\n", "t.toml", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("url"), "{err}");
+        let err = Config::from_toml_and_env("[pipeline]\nname = \"a b\"\n", "t.toml", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("pipeline.name"), "{err}");
+        let err = Config::from_toml_and_env("[pipeline]\ntrigger_interval = \"soon\"\n", "t.toml", env(&[]))
+            .unwrap_err();
+        assert!(err.to_string().contains("soon"), "{err}");
+    }
+}

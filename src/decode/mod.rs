@@ -1,0 +1,341 @@
+//! Raw message bytes to Arrow: the bronze batch of decoded posts and the dead letters.
+//!
+//! The hot path is one arrow-json tape pass over the whole batch and one columnar flush. Only
+//! when that fails does the decoder isolate the offending records, so one bad record costs its
+//! own isolation, never the batch.
+
+pub mod schema;
+
+use std::sync::{Arc, OnceLock};
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Date32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt32Array,
+};
+use deltalake::arrow::compute::{cast, take};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::error::ArrowError;
+
+use crate::source::{columns, raw_schema};
+pub use schema::message_schema;
+
+/// Records per flush when isolating a type error: small enough to re-decode cheaply.
+const ISOLATION_CHUNK: usize = 256;
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+/// Facts about the batch that every output row carries; fixed when the batch is planned, so a
+/// re-run produces identical rows.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchContext {
+    pub batch_id: u64,
+    /// When the batch was planned, in microseconds since the epoch (UTC).
+    pub planned_at_micros: i64,
+}
+
+/// Columns added by tweetlake to bronze and dead-letter rows.
+pub mod batch_columns {
+    pub const BATCH_ID: &str = "_batch_id";
+    pub const INGESTED_AT: &str = "_ingested_at";
+    pub const INGEST_DATE: &str = "_ingest_date";
+    pub const RAW: &str = "_raw";
+    pub const ERROR: &str = "error";
+    pub const RAW_TEXT: &str = "raw_text";
+    pub const RAW_BYTES: &str = "raw";
+}
+
+pub struct Decoded {
+    /// One row per post: source metadata, batch columns, the decoded message and `_raw`.
+    pub bronze: RecordBatch,
+    /// One row per rejected record, with its bytes and the reason.
+    pub dead_letters: RecordBatch,
+}
+
+pub struct MessageDecoder {
+    max_message_bytes: usize,
+}
+
+/// Per input row: `None` while the record is good, else why it was rejected.
+type Verdicts = Vec<Option<String>>;
+
+impl MessageDecoder {
+    pub fn new(max_message_bytes: usize) -> Self {
+        Self { max_message_bytes }
+    }
+
+    pub fn decode(&self, raw: &RecordBatch, ctx: BatchContext) -> Result<Decoded, DecodeError> {
+        let values = raw
+            .column_by_name(columns::VALUE)
+            .expect("raw batch has a value column")
+            .as_binary::<i32>();
+        let mut verdicts: Verdicts = (0..values.len()).map(|i| self.precheck(values, i)).collect();
+        let messages = decode_messages(values, &mut verdicts)?;
+        let messages = reject_non_posts(messages, &mut verdicts)?;
+        let (good, bad): (Vec<u32>, Vec<u32>) =
+            (0..values.len() as u32).partition(|&i| verdicts[i as usize].is_none());
+        Ok(Decoded {
+            bronze: bronze_batch(raw, values, &good, messages, ctx)?,
+            dead_letters: dead_letter_batch(raw, values, &bad, &verdicts, ctx)?,
+        })
+    }
+
+    fn precheck(&self, values: &BinaryArray, i: usize) -> Option<String> {
+        if values.is_null(i) || values.value(i).iter().all(u8::is_ascii_whitespace) {
+            return Some("empty message: expected one JSON object".into());
+        }
+        let bytes = values.value(i);
+        if bytes.len() > self.max_message_bytes {
+            return Some(format!(
+                "message is {} bytes, above pipeline.max_message_bytes = {}: raise the limit to accept it",
+                bytes.len(),
+                self.max_message_bytes
+            ));
+        }
+        std::str::from_utf8(bytes)
+            .err()
+            .map(|e| format!("message is not valid UTF-8 ({e})"))
+    }
+}
+
+fn new_json_decoder(rows: usize) -> arrow_json::reader::Decoder {
+    arrow_json::ReaderBuilder::new(message_schema())
+        .with_batch_size(rows.max(1))
+        .build_decoder()
+        .expect("the message schema is a valid arrow-json schema")
+}
+
+/// Decodes every record whose verdict is still good; records that fail get a verdict.
+/// The returned batch has one row per good record, in input order.
+fn decode_messages(values: &BinaryArray, verdicts: &mut Verdicts) -> Result<RecordBatch, DecodeError> {
+    loop {
+        let rows: Vec<usize> = (0..values.len()).filter(|&i| verdicts[i].is_none()).collect();
+        let mut decoder = match tape_pass(values, &rows, verdicts) {
+            Some(decoder) => decoder,
+            None => continue, // syntax errors found: decode the survivors again
+        };
+        match decoder.flush() {
+            Ok(batch) => return Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(message_schema()))),
+            Err(e) => isolate_type_errors(values, &rows, verdicts, &e),
+        }
+    }
+}
+
+/// Feeds `rows` to one decoder. Returns it if every record was exactly one JSON value;
+/// otherwise marks each offending record and returns `None`.
+fn tape_pass(
+    values: &BinaryArray,
+    rows: &[usize],
+    verdicts: &mut Verdicts,
+) -> Option<arrow_json::reader::Decoder> {
+    let mut decoder = new_json_decoder(rows.len());
+    let mut clean = true;
+    for &i in rows {
+        let before = decoder.len();
+        let fed = decoder
+            .decode(values.value(i))
+            .and_then(|_| decoder.decode(b"\n"));
+        let verdict = match fed {
+            Err(e) => Some(format!("invalid JSON: {e}")),
+            Ok(_) if decoder.has_partial_record() => Some("invalid JSON: truncated message".into()),
+            Ok(_) if decoder.len() != before + 1 => {
+                Some("invalid JSON: expected one object per message, found several".into())
+            }
+            Ok(_) => None,
+        };
+        if let Some(reason) = verdict {
+            verdicts[i] = Some(reason);
+            clean = false;
+            decoder = new_json_decoder(rows.len());
+        }
+    }
+    clean.then_some(decoder)
+}
+
+/// A flush failed: a value has the wrong type. Re-flush in chunks, then record by record
+/// inside the failing chunks, to name each offender.
+fn isolate_type_errors(
+    values: &BinaryArray,
+    rows: &[usize],
+    verdicts: &mut Verdicts,
+    batch_error: &ArrowError,
+) {
+    let mut found = false;
+    for chunk in rows.chunks(ISOLATION_CHUNK) {
+        if flush_error(values, chunk).is_none() {
+            continue;
+        }
+        for &i in chunk {
+            if let Some(e) = flush_error(values, &[i]) {
+                verdicts[i] = Some(format!("wrong type: {e}"));
+                found = true;
+            }
+        }
+    }
+    if !found {
+        // No single record fails alone, yet the batch does: keep every record rather than guess.
+        for &i in rows {
+            verdicts[i] = Some(format!("batch failed to decode as a whole: {batch_error}"));
+        }
+    }
+}
+
+fn flush_error(values: &BinaryArray, rows: &[usize]) -> Option<ArrowError> {
+    let mut decoder = new_json_decoder(rows.len());
+    for &i in rows {
+        if let Err(e) = decoder
+            .decode(values.value(i))
+            .and_then(|_| decoder.decode(b"\n"))
+        {
+            return Some(e);
+        }
+    }
+    decoder.flush().err()
+}
+
+/// A valid message without `data` is a stream error or control message, not a post.
+fn reject_non_posts(messages: RecordBatch, verdicts: &mut Verdicts) -> Result<RecordBatch, DecodeError> {
+    let data = messages.column(0);
+    if data.null_count() == 0 {
+        return Ok(messages);
+    }
+    let good_rows = (0..verdicts.len())
+        .filter(|&i| verdicts[i].is_none())
+        .collect::<Vec<_>>();
+    let mut keep = Vec::with_capacity(good_rows.len());
+    for (row, &input) in good_rows.iter().enumerate() {
+        if data.is_null(row) {
+            verdicts[input] = Some(
+                "no `data` post in this message: an X stream error or control message (see its `errors`)"
+                    .into(),
+            );
+        } else {
+            keep.push(row as u32);
+        }
+    }
+    Ok(take_rows(&messages, &keep)?)
+}
+
+fn take_rows(batch: &RecordBatch, rows: &[u32]) -> Result<RecordBatch, ArrowError> {
+    let indices = UInt32Array::from(rows.to_vec());
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+fn batch_fields() -> Vec<Field> {
+    vec![
+        Field::new(batch_columns::BATCH_ID, DataType::Int64, false),
+        Field::new(batch_columns::INGESTED_AT, schema::timestamp_type(), false),
+        Field::new(batch_columns::INGEST_DATE, DataType::Date32, false),
+    ]
+}
+
+fn batch_arrays(ctx: BatchContext, rows: usize) -> Vec<ArrayRef> {
+    let day = ctx.planned_at_micros.div_euclid(MICROS_PER_DAY) as i32;
+    vec![
+        Arc::new(Int64Array::from(vec![ctx.batch_id as i64; rows])),
+        Arc::new(TimestampMicrosecondArray::from(vec![ctx.planned_at_micros; rows]).with_timezone("UTC")),
+        Arc::new(Date32Array::from(vec![day; rows])),
+    ]
+}
+
+/// Source metadata columns (all raw columns but the value).
+fn metadata_fields() -> Vec<Field> {
+    raw_schema()
+        .fields()
+        .iter()
+        .filter(|f| f.name() != columns::VALUE)
+        .map(|f| f.as_ref().clone())
+        .collect()
+}
+
+fn metadata_arrays(raw: &RecordBatch, rows: &[u32]) -> Result<Vec<ArrayRef>, ArrowError> {
+    let indices = UInt32Array::from(rows.to_vec());
+    metadata_fields()
+        .iter()
+        .map(|f| {
+            take(
+                raw.column_by_name(f.name()).expect("raw column").as_ref(),
+                &indices,
+                None,
+            )
+        })
+        .collect()
+}
+
+/// Schema of the `bronze` input and table.
+pub fn bronze_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = metadata_fields();
+            fields.extend(batch_fields());
+            fields.extend(message_schema().fields().iter().map(|f| f.as_ref().clone()));
+            fields.push(Field::new(batch_columns::RAW, DataType::Utf8, false));
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+/// Schema of the dead-letter table.
+pub fn dead_letter_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            let mut fields = metadata_fields();
+            fields.extend(batch_fields());
+            fields.push(Field::new(batch_columns::ERROR, DataType::Utf8, false));
+            fields.push(Field::new(batch_columns::RAW_TEXT, DataType::Utf8, true));
+            fields.push(Field::new(batch_columns::RAW_BYTES, DataType::Binary, true));
+            Arc::new(Schema::new(fields))
+        })
+        .clone()
+}
+
+fn bronze_batch(
+    raw: &RecordBatch,
+    values: &BinaryArray,
+    good: &[u32],
+    messages: RecordBatch,
+    ctx: BatchContext,
+) -> Result<RecordBatch, ArrowError> {
+    let mut arrays = metadata_arrays(raw, good)?;
+    arrays.extend(batch_arrays(ctx, good.len()));
+    arrays.extend(messages.columns().iter().cloned());
+    let raw_values = take(values, &UInt32Array::from(good.to_vec()), None)?;
+    arrays.push(cast(&raw_values, &DataType::Utf8)?);
+    RecordBatch::try_new(bronze_schema(), arrays)
+}
+
+fn dead_letter_batch(
+    raw: &RecordBatch,
+    values: &BinaryArray,
+    bad: &[u32],
+    verdicts: &Verdicts,
+    ctx: BatchContext,
+) -> Result<RecordBatch, ArrowError> {
+    let mut arrays = metadata_arrays(raw, bad)?;
+    arrays.extend(batch_arrays(ctx, bad.len()));
+    let errors: StringArray = bad.iter().map(|&i| verdicts[i as usize].as_deref()).collect();
+    let raw_text: StringArray = bad
+        .iter()
+        .map(|&i| {
+            let i = i as usize;
+            values
+                .is_valid(i)
+                .then(|| String::from_utf8_lossy(values.value(i)).into_owned())
+        })
+        .collect();
+    arrays.push(Arc::new(errors));
+    arrays.push(Arc::new(raw_text));
+    arrays.push(take(values, &UInt32Array::from(bad.to_vec()), None)?);
+    RecordBatch::try_new(dead_letter_schema(), arrays)
+}

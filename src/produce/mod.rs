@@ -1,0 +1,3 @@
+//! Producers of X stream messages.
+
+pub mod synth;

@@ -1,0 +1,290 @@
+//! Delta Lake tables under the lake root, written exactly once per batch.
+//!
+//! Every commit carries a Delta `txn` action (app id `<pipeline>/<table>`, version = batch id).
+//! Before writing, the sink reads that version back: a batch the table already holds is skipped,
+//! so re-running a batch after a crash never duplicates rows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Once};
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore, Path};
+use url::Url;
+
+use crate::transform::Materialization;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("lake uri `{uri}`: {message}")]
+    Uri { uri: String, message: String },
+    #[error("table {table}: {source}")]
+    Delta { table: String, source: DeltaTableError },
+    /// A DataFusion error while merging into or registering a table.
+    #[error("table {table}: {message}")]
+    Query { table: String, message: String },
+}
+
+/// The lake root: a local directory or `s3://bucket/prefix`, and the options to reach it.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    root: Url,
+    options: HashMap<String, String>,
+}
+
+impl Lake {
+    pub fn new(uri: &str, options: &BTreeMap<String, String>) -> Result<Self, SinkError> {
+        static HANDLERS: Once = Once::new();
+        HANDLERS.call_once(|| deltalake::aws::register_handlers(None));
+        let root = deltalake::ensure_table_uri(uri).map_err(|e| SinkError::Uri {
+            uri: uri.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            root,
+            options: options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        })
+    }
+
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// `silver.tweets` lives at `<lake>/silver/tweets/`.
+    pub fn table_url(&self, name: &str) -> Url {
+        self.root
+            .join(&format!("{}/", name.replace('.', "/")))
+            .expect("table names are valid url segments")
+    }
+
+    pub async fn open_table(&self, name: &str) -> Result<DeltaTable, SinkError> {
+        let url = self.table_url(name);
+        if let Ok(dir) = url.to_file_path() {
+            // delta-rs opens local tables only in existing directories.
+            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Uri {
+                uri: url.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let delta_error = |source| SinkError::Delta {
+            table: name.to_string(),
+            source,
+        };
+        let mut table = DeltaTableBuilder::from_url(url)
+            .and_then(|b| b.with_storage_options(self.options.clone()).build())
+            .map_err(delta_error)?;
+        // Loading a table that does not exist yet logs errors; check first.
+        if table.verify_deltatable_existence().await.map_err(delta_error)? {
+            table.load().await.map_err(delta_error)?;
+        }
+        Ok(table)
+    }
+
+    /// Registers table `name` in `ctx` for querying. Returns false if it does not exist yet.
+    pub async fn register_table(&self, ctx: &SessionContext, name: &str) -> Result<bool, SinkError> {
+        let table = self.open_table(name).await?;
+        if table.version().is_none() {
+            return Ok(false);
+        }
+        let delta_error = |source| SinkError::Delta {
+            table: name.to_string(),
+            source,
+        };
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(delta_error)?;
+        let query_error = |e: DataFusionError| SinkError::Query {
+            table: name.to_string(),
+            message: e.to_string(),
+        };
+        let provider = table.table_provider().await.map_err(query_error)?;
+        let reference = crate::transform::table_reference(ctx, name).map_err(query_error)?;
+        ctx.register_table(reference, provider).map_err(query_error)?;
+        Ok(true)
+    }
+
+    /// The object store holding the lake, and the lake root's path inside it.
+    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path), SinkError> {
+        let store =
+            deltalake::logstore::store_for(&self.root, &self.options).map_err(|e| SinkError::Uri {
+                uri: self.root.to_string(),
+                message: e.to_string(),
+            })?;
+        let root = Path::from_url_path(self.root.path()).map_err(|e| SinkError::Uri {
+            uri: self.root.to_string(),
+            message: e.to_string(),
+        })?;
+        Ok((store, root))
+    }
+}
+
+/// How one table is written.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: String,
+    pub materialization: Materialization,
+    pub partition_by: Vec<String>,
+}
+
+impl TableSpec {
+    pub fn append(name: &str, partition_by: &[&str]) -> Self {
+        Self {
+            name: name.to_string(),
+            materialization: Materialization::Append,
+            partition_by: partition_by.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// A new table version holds this batch's rows.
+    Committed { version: i64 },
+    /// The table already holds this batch (a re-run after a crash): nothing written.
+    AlreadyCommitted,
+    /// The batch produced no rows for this table: nothing to write.
+    Empty,
+}
+
+pub struct DeltaSink {
+    lake: Lake,
+    pipeline: String,
+}
+
+impl DeltaSink {
+    pub fn new(lake: Lake, pipeline: &str) -> Self {
+        Self {
+            lake,
+            pipeline: pipeline.to_string(),
+        }
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    fn app_id(&self, table: &str) -> String {
+        format!("{}/{}", self.pipeline, table)
+    }
+
+    /// The last batch id committed to `table` by this pipeline, if any.
+    pub async fn committed_batch(&self, table: &DeltaTable, name: &str) -> Result<Option<i64>, SinkError> {
+        if table.version().is_none() {
+            return Ok(None);
+        }
+        let delta_error = |source| SinkError::Delta {
+            table: name.to_string(),
+            source,
+        };
+        let state = table.snapshot().map_err(delta_error)?;
+        state
+            .transaction_version(table.log_store().as_ref(), self.app_id(name))
+            .await
+            .map_err(delta_error)
+    }
+
+    /// Writes one table's rows for `batch_id`, once.
+    pub async fn commit(
+        &self,
+        spec: &TableSpec,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        batch_id: u64,
+    ) -> Result<CommitOutcome, SinkError> {
+        if batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(CommitOutcome::Empty);
+        }
+        let table = self.lake.open_table(&spec.name).await?;
+        if self
+            .committed_batch(&table, &spec.name)
+            .await?
+            .is_some_and(|v| v >= batch_id as i64)
+        {
+            return Ok(CommitOutcome::AlreadyCommitted);
+        }
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(self.app_id(&spec.name), batch_id as i64));
+        let delta_error = |source| SinkError::Delta {
+            table: spec.name.clone(),
+            source,
+        };
+        let written = match &spec.materialization {
+            Materialization::Merge { keys, updates } if table.version().is_some() => {
+                merge(table, spec, schema, batches, keys, updates, properties).await?
+            }
+            _ => table
+                .write(batches)
+                .with_save_mode(SaveMode::Append)
+                .with_partition_columns(spec.partition_by.clone())
+                .with_commit_properties(properties)
+                .await
+                .map_err(delta_error)?,
+        };
+        Ok(CommitOutcome::Committed {
+            version: written.version().map_or(0, |v| v as i64),
+        })
+    }
+}
+
+/// Upserts `batches` by `keys`: matched rows take `updates` (other columns the source value);
+/// unmatched keys are inserted.
+async fn merge(
+    table: DeltaTable,
+    spec: &TableSpec,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    keys: &[String],
+    updates: &[(String, String)],
+    properties: CommitProperties,
+) -> Result<DeltaTable, SinkError> {
+    let merge_error = |message: String| SinkError::Query {
+        table: spec.name.clone(),
+        message,
+    };
+    let ctx = SessionContext::new();
+    let memory = MemTable::try_new(schema.clone(), vec![batches]).map_err(|e| merge_error(e.to_string()))?;
+    let source = ctx
+        .read_table(Arc::new(memory))
+        .map_err(|e| merge_error(e.to_string()))?;
+    let predicate = keys
+        .iter()
+        .map(|k| format!("target.\"{k}\" IS NOT DISTINCT FROM source.\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let update_of = |column: &str| {
+        updates
+            .iter()
+            .find(|(c, _)| c == column)
+            .map_or_else(|| format!("source.\"{column}\""), |(_, e)| e.clone())
+    };
+    table
+        .merge(source, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .when_matched_update(|mut update| {
+            for column in columns.iter().filter(|c| !keys.contains(c)) {
+                update = update.update(column.as_str(), update_of(column));
+            }
+            update
+        })
+        .and_then(|builder| {
+            builder.when_not_matched_insert(|mut insert| {
+                for column in &columns {
+                    insert = insert.set(column.as_str(), format!("source.\"{column}\""));
+                }
+                insert
+            })
+        })
+        .map_err(|e| merge_error(e.to_string()))?
+        .with_commit_properties(properties)
+        .await
+        .map(|(table, _metrics)| table)
+        .map_err(|e| merge_error(e.to_string()))
+}

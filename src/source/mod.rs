@@ -1,0 +1,208 @@
+//! Sources of raw stream messages. A batch is a set of per-partition offset ranges: reading the
+//! same ranges again must return the same records, which is what makes a re-run after a crash
+//! produce the same rows.
+
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use deltalake::arrow::array::{
+    ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+pub use file::FileSource;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path}: batch range {range} is past the end of the file (was the file replaced or truncated?)")]
+    RangeGone { path: String, range: String },
+    #[error("kafka: {0}")]
+    Kafka(String),
+}
+
+/// One partition of one topic (a file source has a single partition 0 named after the file).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// Next offset to read, per partition.
+pub type Positions = BTreeMap<TopicPartition, i64>;
+
+/// The records of one partition in a batch: offsets `start..end` (end exclusive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetRange {
+    pub topic: String,
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl OffsetRange {
+    pub fn topic_partition(&self) -> TopicPartition {
+        TopicPartition {
+            topic: self.topic.clone(),
+            partition: self.partition,
+        }
+    }
+}
+
+impl std::fmt::Display for OffsetRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}[{}] {}..{}",
+            self.topic, self.partition, self.start, self.end
+        )
+    }
+}
+
+/// When a read stops: whichever limit is reached first.
+#[derive(Debug, Clone)]
+pub struct ReadLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// Continuous mode: wait for data until then. `None`: return what is there now.
+    pub deadline: Option<Instant>,
+    /// `run --once`: never read at or past these offsets (the snapshot taken at start).
+    pub until: Option<Positions>,
+}
+
+/// Records read for a new batch, and the ranges that describe them exactly.
+pub struct SourceBatch {
+    pub records: RecordBatch,
+    pub ranges: Vec<OffsetRange>,
+}
+
+/// A source of X stream messages.
+pub trait Source: Send {
+    /// Human-readable description for logs, e.g. `file:posts.jsonl` or `kafka:x-posts`.
+    fn describe(&self) -> String;
+
+    /// Where a pipeline that has never committed a batch starts reading.
+    fn initial_positions(&mut self) -> impl Future<Output = Result<Positions, SourceError>> + Send;
+
+    /// One past the last offset available now, per partition: the `--once` snapshot.
+    fn end_positions(&mut self) -> impl Future<Output = Result<Positions, SourceError>> + Send;
+
+    /// Reads new records from `from`; the returned ranges start exactly at `from`.
+    fn read_next(
+        &mut self,
+        from: &Positions,
+        limits: &ReadLimits,
+    ) -> impl Future<Output = Result<SourceBatch, SourceError>> + Send;
+
+    /// Reads exactly `ranges` again, to re-run a batch that was planned but not committed.
+    fn read_ranges(
+        &mut self,
+        ranges: &[OffsetRange],
+    ) -> impl Future<Output = Result<RecordBatch, SourceError>> + Send;
+}
+
+/// Column names of the raw record batch; bronze keeps them (except the value, kept as `_raw`).
+pub mod columns {
+    pub const TOPIC: &str = "_topic";
+    pub const PARTITION: &str = "_partition";
+    pub const OFFSET: &str = "_offset";
+    pub const TIMESTAMP: &str = "_timestamp";
+    pub const KEY: &str = "_key";
+    pub const VALUE: &str = "_value";
+}
+
+/// Schema of raw records: source metadata plus the message bytes.
+pub fn raw_schema() -> SchemaRef {
+    static SCHEMA: std::sync::OnceLock<SchemaRef> = std::sync::OnceLock::new();
+    SCHEMA
+        .get_or_init(|| {
+            Arc::new(Schema::new(vec![
+                Field::new(columns::TOPIC, DataType::Utf8, false),
+                Field::new(columns::PARTITION, DataType::Int32, false),
+                Field::new(columns::OFFSET, DataType::Int64, false),
+                Field::new(
+                    columns::TIMESTAMP,
+                    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                    true,
+                ),
+                Field::new(columns::KEY, DataType::Utf8, true),
+                Field::new(columns::VALUE, DataType::Binary, true),
+            ]))
+        })
+        .clone()
+}
+
+/// Appends records column by column: one buffer per column, no allocation per record.
+#[derive(Default)]
+pub struct RawBatchBuilder {
+    topic: StringBuilder,
+    partition: Int32Builder,
+    offset: Int64Builder,
+    timestamp: TimestampMicrosecondBuilder,
+    key: StringBuilder,
+    value: BinaryBuilder,
+    bytes: usize,
+}
+
+impl RawBatchBuilder {
+    pub fn push(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        timestamp_micros: Option<i64>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) {
+        self.topic.append_value(topic);
+        self.partition.append_value(partition);
+        self.offset.append_value(offset);
+        self.timestamp.append_option(timestamp_micros);
+        match key {
+            Some(k) => self.key.append_value(String::from_utf8_lossy(k)),
+            None => self.key.append_null(),
+        }
+        self.bytes += value.map_or(0, <[u8]>::len);
+        self.value.append_option(value);
+    }
+
+    pub fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes of message values appended so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn finish(mut self) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.topic.finish()),
+            Arc::new(self.partition.finish()),
+            Arc::new(self.offset.finish()),
+            Arc::new(self.timestamp.finish().with_timezone("UTC")),
+            Arc::new(self.key.finish()),
+            Arc::new(self.value.finish()),
+        ];
+        RecordBatch::try_new(raw_schema(), columns).expect("raw columns match raw_schema")
+    }
+}
+
+/// Total value bytes of a raw batch, for MB/s figures.
+pub fn value_bytes(records: &RecordBatch) -> usize {
+    use deltalake::arrow::array::AsArray;
+    records
+        .column_by_name(columns::VALUE)
+        .map_or(0, |c| c.as_binary::<i32>().values().len())
+}

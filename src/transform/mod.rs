@@ -1,0 +1,245 @@
+//! The analysts' SQL models, run in DataFusion over one micro-batch at a time.
+//!
+//! Each model sees only the current batch of its inputs (streaming semantics): `bronze` is the
+//! decoded batch, and a model's name refers to that model's output for this batch.
+
+pub mod dag;
+pub mod model;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::catalog::MemorySchemaProvider;
+use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::datasource::MemTable;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::datafusion::sql::parser::DFParser;
+use deltalake::datafusion::sql::resolve::resolve_table_references;
+use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
+
+pub use model::{Materialization, Model};
+
+/// The built-in input: the current micro-batch, decoded.
+pub const BRONZE: &str = "bronze";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransformError {
+    #[error(
+        "cannot read SQL models from {path}: {source} (run `tweetlake init` to write the default models)"
+    )]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{origin}: a model is `<name>.sql` or `<schema>/<name>.sql` with letters, digits and '_' only")]
+    Layout { origin: String },
+    #[error("{origin}: `{name}` is reserved for tweetlake's own table; rename the file")]
+    Reserved { origin: String, name: String },
+    #[error("{origin}:{line}: {message}")]
+    Directive {
+        origin: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{origin}:{line}: unknown table `{table}` (known: {known})")]
+    UnknownTable {
+        origin: String,
+        line: usize,
+        table: String,
+        known: String,
+    },
+    #[error("{origin}:{line}: models depend on each other in a cycle: {chain}")]
+    Cycle {
+        origin: String,
+        line: usize,
+        chain: String,
+    },
+    #[error("{origin}: {source}")]
+    Sql { origin: String, source: DataFusionError },
+    #[error("no SQL models found in {path}: add a .sql file (see `tweetlake init`)")]
+    Empty { path: PathBuf },
+}
+
+/// All models of a pipeline, in dependency order.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    models: Vec<Model>,
+}
+
+/// One model's rows for the current batch.
+pub struct ModelOutput {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl ModelOutput {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+impl ModelSet {
+    /// Loads every `.sql` file under `dir` (one level of schema directories).
+    pub fn load_dir(dir: &Path, reserved: &[&str]) -> Result<Self, TransformError> {
+        let read_error = |path: &Path, source| TransformError::Read {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut files = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(current) = stack.pop() {
+            for entry in std::fs::read_dir(&current).map_err(|e| read_error(&current, e))? {
+                let path = entry.map_err(|e| read_error(&current, e))?.path();
+                if path.is_dir() {
+                    if path.file_name().is_some_and(|n| n != "tests") {
+                        stack.push(path);
+                    }
+                } else if path.extension().is_some_and(|e| e == "sql") {
+                    let sql = std::fs::read_to_string(&path).map_err(|e| read_error(&path, e))?;
+                    let relative = path.strip_prefix(dir).expect("under dir").to_path_buf();
+                    files.push((relative, path.display().to_string(), sql));
+                }
+            }
+        }
+        if files.is_empty() {
+            return Err(TransformError::Empty {
+                path: dir.to_path_buf(),
+            });
+        }
+        Self::from_sources(files, reserved)
+    }
+
+    /// Builds the set from `(path relative to the sql dir, origin for messages, SQL)`.
+    pub fn from_sources(
+        files: Vec<(PathBuf, String, String)>,
+        reserved: &[&str],
+    ) -> Result<Self, TransformError> {
+        let mut models = Vec::with_capacity(files.len());
+        for (relative, origin, sql) in files {
+            let name = model::table_name_for(&relative, &origin)?;
+            if name == BRONZE || reserved.contains(&name.as_str()) {
+                return Err(TransformError::Reserved { origin, name });
+            }
+            let mut model = Model::new(name, origin, sql)?;
+            model.inputs = table_references(&model)?;
+            models.push(model);
+        }
+        Ok(Self {
+            models: dag::order(models, &[BRONZE])?,
+        })
+    }
+
+    pub fn models(&self) -> &[Model] {
+        &self.models
+    }
+
+    /// Runs every model over one decoded batch; outputs are in model order.
+    pub async fn run(&self, bronze: RecordBatch) -> Result<Vec<ModelOutput>, TransformError> {
+        let ctx = session();
+        let schema = bronze.schema();
+        register(&ctx, BRONZE, schema, vec![bronze], "<bronze>")?;
+        let mut outputs = Vec::with_capacity(self.models.len());
+        for model in &self.models {
+            let sql_error = |source| TransformError::Sql {
+                origin: model.origin.clone(),
+                source,
+            };
+            let frame = ctx.sql(&model.sql).await.map_err(sql_error)?;
+            let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await.map_err(sql_error)?;
+            // Execution may refine nullability: the batches' own schema is the one that fits them.
+            let schema = batches.first().map_or(planned, RecordBatch::schema);
+            register(&ctx, &model.name, schema.clone(), batches.clone(), &model.origin)?;
+            outputs.push(ModelOutput { schema, batches });
+        }
+        Ok(outputs)
+    }
+
+    /// Plans every model against an empty input of `bronze_schema`: type-checks the SQL and
+    /// returns each model's output schema without reading any data.
+    pub async fn plan(&self, bronze_schema: SchemaRef) -> Result<Vec<SchemaRef>, TransformError> {
+        let ctx = session();
+        register(&ctx, BRONZE, bronze_schema, vec![], "<bronze>")?;
+        let mut schemas = Vec::with_capacity(self.models.len());
+        for model in &self.models {
+            let frame = ctx.sql(&model.sql).await.map_err(|source| TransformError::Sql {
+                origin: model.origin.clone(),
+                source,
+            })?;
+            let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            register(&ctx, &model.name, schema.clone(), vec![], &model.origin)?;
+            schemas.push(schema);
+        }
+        Ok(schemas)
+    }
+}
+
+/// A DataFusion session for one batch. Identifiers are case-insensitive, as in most SQL engines.
+pub fn session() -> SessionContext {
+    let config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    SessionContext::new_with_config(config)
+}
+
+/// Registers `batches` as table `name` (dotted names create their schema on first use).
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    origin: &str,
+) -> Result<(), TransformError> {
+    let sql_error = |source| TransformError::Sql {
+        origin: origin.to_string(),
+        source,
+    };
+    let reference = table_reference(ctx, name).map_err(sql_error)?;
+    let table = MemTable::try_new(schema, vec![batches]).map_err(sql_error)?;
+    ctx.register_table(reference, Arc::new(table))
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// The DataFusion reference of a dotted table name, creating its schema on first use.
+pub fn table_reference(ctx: &SessionContext, name: &str) -> Result<TableReference, DataFusionError> {
+    let reference = TableReference::parse_str(name);
+    if let Some(schema_name) = reference.schema() {
+        let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
+        if catalog.schema(schema_name).is_none() {
+            catalog.register_schema(schema_name, Arc::new(MemorySchemaProvider::new()))?;
+        }
+    }
+    Ok(reference)
+}
+
+/// The dotted names of the tables a model reads (CTE names excluded).
+fn table_references(model: &Model) -> Result<Vec<String>, TransformError> {
+    let parse_error = |message: String| TransformError::Parse {
+        origin: model.origin.clone(),
+        message,
+    };
+    let statements = DFParser::parse_sql_with_dialect(&model.sql, &GenericDialect {})
+        .map_err(|e| parse_error(e.to_string()))?;
+    if statements.len() != 1 {
+        return Err(parse_error(format!(
+            "a model holds exactly one SELECT statement, found {}",
+            statements.len()
+        )));
+    }
+    let (tables, _ctes) =
+        resolve_table_references(&statements[0], true).map_err(|e| parse_error(e.to_string()))?;
+    let mut names: Vec<String> = tables.iter().map(dotted_name).collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+fn dotted_name(reference: &TableReference) -> String {
+    match reference.schema() {
+        Some(schema) => format!("{schema}.{}", reference.table()),
+        None => reference.table().to_string(),
+    }
+}

@@ -1,0 +1,221 @@
+//! One SQL model: a `.sql` file holding a SELECT, its table name and its header directives.
+//!
+//! Directives are SQL comments of the form `-- @key: value`:
+//! - `@materialized: append | merge` (default `append`)
+//! - `@partition_by: col[, col]`
+//! - `@unique_key: col[, col]` (required by `merge`)
+//! - `@update: col = expression` (merge only; repeatable; `target.` and `source.` name the rows)
+
+use std::path::Path;
+
+use super::TransformError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Materialization {
+    /// Each batch's rows are appended.
+    Append,
+    /// Each batch's rows are upserted by `keys`: matching rows get `updates` (other columns take
+    /// the source value), new keys are inserted.
+    Merge {
+        keys: Vec<String>,
+        updates: Vec<(String, String)>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Dotted table name: `sql/silver/tweets.sql` is `silver.tweets`.
+    pub name: String,
+    /// Where the SQL came from, for error messages (`sql/silver/tweets.sql`).
+    pub origin: String,
+    pub sql: String,
+    pub materialization: Materialization,
+    pub partition_by: Vec<String>,
+    /// Tables this model reads, as dotted names.
+    pub inputs: Vec<String>,
+}
+
+/// The dotted table name of a model file relative to the SQL directory.
+pub fn table_name_for(relative: &Path, origin: &str) -> Result<String, TransformError> {
+    let parts: Vec<String> = relative
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().to_lowercase())
+        .collect();
+    let valid = |p: &String| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if parts.is_empty() || parts.len() > 2 || !parts.iter().all(valid) {
+        return Err(TransformError::Layout {
+            origin: origin.to_string(),
+        });
+    }
+    Ok(parts.join("."))
+}
+
+struct Directives {
+    materialized: Option<(usize, String)>,
+    partition_by: Vec<String>,
+    unique_key: Vec<String>,
+    updates: Vec<(String, String)>,
+}
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformError> {
+    let mut d = Directives {
+        materialized: None,
+        partition_by: Vec::new(),
+        unique_key: Vec::new(),
+        updates: Vec::new(),
+    };
+    for (index, line) in sql.lines().enumerate() {
+        let Some(rest) = line.trim_start().strip_prefix("--") else {
+            continue;
+        };
+        let Some(directive) = rest.trim_start().strip_prefix('@') else {
+            continue;
+        };
+        let error = |message: String| TransformError::Directive {
+            origin: origin.to_string(),
+            line: index + 1,
+            message,
+        };
+        let (key, value) = directive
+            .split_once(':')
+            .ok_or_else(|| error(format!("`@{directive}` needs the form `-- @key: value`")))?;
+        let value = value.trim();
+        match key.trim() {
+            "materialized" => d.materialized = Some((index + 1, value.to_lowercase())),
+            "partition_by" => d.partition_by = list(value),
+            "unique_key" => d.unique_key = list(value),
+            "update" => {
+                let (column, expression) = value.split_once('=').ok_or_else(|| {
+                    error(format!("`@update: {value}` needs the form `column = expression`"))
+                })?;
+                d.updates
+                    .push((column.trim().to_string(), expression.trim().to_string()));
+            }
+            other => {
+                return Err(error(format!(
+                    "unknown directive `@{other}` (known: materialized, partition_by, unique_key, update)"
+                )))
+            }
+        }
+    }
+    Ok(d)
+}
+
+impl Model {
+    /// Builds a model from its SQL; `inputs` are filled in by the model set, which parses the SQL.
+    pub fn new(name: String, origin: String, sql: String) -> Result<Self, TransformError> {
+        let d = parse_directives(&sql, &origin)?;
+        let directive_error = |line: usize, message: &str| TransformError::Directive {
+            origin: origin.clone(),
+            line,
+            message: message.to_string(),
+        };
+        let materialization = match d.materialized {
+            None => Materialization::Append,
+            Some((_, m)) if m == "append" => Materialization::Append,
+            Some((line, m)) if m == "merge" => {
+                if d.unique_key.is_empty() {
+                    return Err(directive_error(
+                        line,
+                        "`@materialized: merge` needs `-- @unique_key: col, ...`",
+                    ));
+                }
+                Materialization::Merge {
+                    keys: d.unique_key,
+                    updates: d.updates,
+                }
+            }
+            Some((line, m)) => {
+                return Err(directive_error(
+                    line,
+                    &format!("materialized is `{m}`: use append or merge"),
+                ))
+            }
+        };
+        Ok(Self {
+            name,
+            origin,
+            sql,
+            materialization,
+            partition_by: d.partition_by,
+            inputs: Vec::new(),
+        })
+    }
+
+    /// 1-based line of the first mention of `table` in the SQL (outside comments), for errors.
+    pub fn line_of(&self, table: &str) -> usize {
+        let needle = table.to_lowercase();
+        self.sql
+            .lines()
+            .position(|l| {
+                let code = l.split("--").next().unwrap_or("").to_lowercase();
+                code.match_indices(&needle).any(|(at, _)| {
+                    let before = code[..at].chars().last();
+                    let after = code[at + needle.len()..].chars().next();
+                    let ident =
+                        |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
+                    !ident(before) && !ident(after)
+                })
+            })
+            .map_or(1, |i| i + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directives_configure_merge_and_partitions() {
+        let sql = "-- doc\n-- @materialized: merge\n-- @unique_key: company, minute\n\
+                   -- @update: posts = target.posts + source.posts\n-- @partition_by: day\nSELECT 1";
+        let m = Model::new("gold.x".into(), "sql/gold/x.sql".into(), sql.into()).unwrap();
+        assert_eq!(m.partition_by, vec!["day"]);
+        assert_eq!(
+            m.materialization,
+            Materialization::Merge {
+                keys: vec!["company".into(), "minute".into()],
+                updates: vec![("posts".into(), "target.posts + source.posts".into())],
+            }
+        );
+    }
+
+    #[test]
+    fn bad_directives_name_file_and_line() {
+        let err = Model::new(
+            "a".into(),
+            "sql/a.sql".into(),
+            "SELECT 1\n-- @materialised: merge".into(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string().split(':').take(2).collect::<Vec<_>>(),
+            ["sql/a.sql", "2"]
+        );
+        let err = Model::new(
+            "a".into(),
+            "sql/a.sql".into(),
+            "-- @materialized: merge\nSELECT 1".into(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unique_key"), "{err}");
+    }
+
+    #[test]
+    fn table_names_follow_the_path() {
+        let name = |p: &str| table_name_for(Path::new(p), p);
+        assert_eq!(name("silver/tweets.sql").unwrap(), "silver.tweets");
+        assert_eq!(name("top.sql").unwrap(), "top");
+        assert!(name("a/b/c.sql").is_err());
+        assert!(name("a/b-c.sql").is_err());
+    }
+}
