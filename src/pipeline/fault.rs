@@ -2,17 +2,21 @@
 //! when the pipeline reaches that point, exactly as `kill -9` would, so tests can prove that a
 //! restart still writes every record exactly once.
 //!
-//! Points: `after_plan`, `after_decode`, `after_commit:<table>` and `before_marker`.
+//! Points: `after_plan`, `after_decode`, `after_commit:<table>` and `before_marker`; add
+//! `#<batch id>` to fire in one batch only (`after_commit:silver.tweets#2`).
 
 use std::sync::OnceLock;
 
 pub const ENV: &str = "TWEETLAKE_FAULT";
 
-/// Kills the process if `TWEETLAKE_FAULT` names this point.
-pub fn point(name: &str) {
+/// Kills the process if `TWEETLAKE_FAULT` names this point (in this batch).
+pub fn point(name: &str, batch_id: u64) {
     static CHOSEN: OnceLock<Option<String>> = OnceLock::new();
-    let chosen = CHOSEN.get_or_init(|| std::env::var(ENV).ok());
-    if chosen.as_deref() == Some(name) {
+    let Some(chosen) = CHOSEN.get_or_init(|| std::env::var(ENV).ok()) else {
+        return;
+    };
+    let (point, batch) = chosen.split_once('#').unwrap_or((chosen, ""));
+    if point == name && (batch.is_empty() || batch == batch_id.to_string()) {
         tracing::warn!("{ENV}={name}: killing the process here");
         // SAFETY: kill(2) on our own pid has no memory-safety preconditions.
         unsafe {

@@ -147,7 +147,7 @@ impl<S: Source> Pipeline<S> {
             let ranges = with_idle_partitions(read.ranges, &positions);
             let plan = BatchPlan::new(next_id, Utc::now(), self.source.describe(), ranges);
             self.log.write_plan(&plan).await?;
-            fault::point("after_plan");
+            fault::point("after_plan", plan.batch_id);
             let report = self
                 .process(&plan, read.records, started.elapsed(), false)
                 .await?;
@@ -202,7 +202,7 @@ impl<S: Source> Pipeline<S> {
         let decoded = self.decoder.decode(&records, ctx)?;
         drop(records);
         let decode_time = stage.elapsed();
-        fault::point("after_decode");
+        fault::point("after_decode", plan.batch_id);
 
         let stage = Instant::now();
         let outputs = self.models.run(decoded.bronze.clone()).await?;
@@ -215,12 +215,12 @@ impl<S: Source> Pipeline<S> {
         for (spec, schema, batches) in writes {
             let rows = batches.iter().map(RecordBatch::num_rows).sum();
             let outcome = self.sink.commit(&spec, schema, batches, plan.batch_id).await?;
-            fault::point(&format!("after_commit:{}", spec.name));
+            fault::point(&format!("after_commit:{}", spec.name), plan.batch_id);
             tables.insert(spec.name, table_report(rows, outcome));
         }
         let write_time = stage.elapsed();
 
-        fault::point("before_marker");
+        fault::point("before_marker", plan.batch_id);
         let marker = CommitMarker {
             batch_id: plan.batch_id,
             committed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),

@@ -254,7 +254,7 @@ async fn merge(
         .map_err(|e| merge_error(e.to_string()))?;
     let predicate = keys
         .iter()
-        .map(|k| format!("target.\"{k}\" IS NOT DISTINCT FROM source.\"{k}\""))
+        .map(|k| format!("(target.\"{k}\" IS NOT DISTINCT FROM source.\"{k}\")"))
         .collect::<Vec<_>>()
         .join(" AND ");
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();

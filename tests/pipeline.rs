@@ -1,0 +1,279 @@
+//! The pipeline against real files and a real Delta lake on disk, read back through
+//! delta-rs + DataFusion.
+
+mod common;
+
+use common::{fixture_lines, strings, synth_bad_count, synth_good_count, Project};
+use deltalake::arrow::array::RecordBatch;
+use tokio::sync::watch;
+use tweetlake::config::Config;
+use tweetlake::embedded;
+use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
+use tweetlake::produce::synth::{self, SynthOptions};
+use tweetlake::source::{FileSource, OffsetRange, Positions, ReadLimits, Source, SourceBatch, SourceError};
+
+async fn run_once<S: Source>(config: &Config, source: S) -> RunSummary {
+    let models = embedded::models(&[config.dlq.table.as_str()]).unwrap();
+    let mut pipeline = Pipeline::new(config, source, models).unwrap();
+    let (_stop, stopped) = watch::channel(false);
+    pipeline.run(RunMode::Once, stopped).await.unwrap()
+}
+
+fn project_with(posts: &[u8], pipeline: &str) -> (Project, Config) {
+    let project = Project::new();
+    project.write_posts(posts);
+    project.write_config(pipeline);
+    let config = project.config();
+    (project, config)
+}
+
+#[tokio::test]
+async fn fixtures_decode_and_every_bad_record_lands_in_the_dead_letter_table() {
+    let (project, config) = project_with(&fixture_lines(), "");
+    let summary = run_once(&config, FileSource::open(&project.posts_path()).unwrap()).await;
+    // 12 good lines, 8 bad lines of which one is blank (a keep-alive, not a record).
+    assert_eq!(summary.input_rows, 19);
+    assert_eq!(summary.dead_letters, 7);
+
+    assert_eq!(project.count("SELECT count(*) FROM bronze").await, 12);
+    assert_eq!(
+        project.count("SELECT count(DISTINCT _offset) FROM bronze").await,
+        12
+    );
+    assert_eq!(
+        project
+            .count("SELECT count(*) FROM bronze WHERE _raw LIKE '{%'")
+            .await,
+        12
+    );
+    // One post id is delivered twice: silver keeps it once.
+    assert_eq!(project.count("SELECT count(*) FROM silver.tweets").await, 11);
+    assert_eq!(
+        project
+            .count("SELECT count(DISTINCT id) FROM silver.tweets")
+            .await,
+        11
+    );
+
+    let reasons = strings(
+        &project
+            .query("SELECT concat(CAST(_offset AS VARCHAR), ' ', error) FROM dlq ORDER BY _offset")
+            .await,
+    );
+    let expected_prefixes = [
+        "12 invalid JSON",
+        "13 invalid JSON",
+        "14 wrong type",
+        "15 wrong type",
+        "16 wrong type",
+        "18 no `data` post",
+        "19 wrong type",
+    ];
+    assert_eq!(reasons.len(), expected_prefixes.len(), "{reasons:#?}");
+    for (reason, prefix) in reasons.iter().zip(expected_prefixes) {
+        assert!(
+            reason.starts_with(prefix),
+            "{reason:?} should start with {prefix:?}"
+        );
+    }
+    // The raw bytes are kept exactly.
+    let raw = strings(&project.query("SELECT raw_text FROM dlq WHERE _offset = 13").await);
+    assert_eq!(raw, ["not json at all"]);
+}
+
+#[tokio::test]
+async fn silver_flattens_fixture_posts() {
+    let (project, config) = project_with(&fixture_lines(), "");
+    run_once(&config, FileSource::open(&project.posts_path()).unwrap()).await;
+    let row = |id: &str, column: &str| {
+        format!("SELECT CAST({column} AS VARCHAR) FROM silver.tweets WHERE id = '18600000000000000{id}'")
+    };
+    let value = |batches: Vec<RecordBatch>| strings(&batches).pop().unwrap_or_default();
+    assert_eq!(value(project.query(&row("02", "geo_source")).await), "place");
+    assert_eq!(value(project.query(&row("03", "geo_source")).await), "point");
+    assert_eq!(value(project.query(&row("03", "lon")).await), "-122.0096");
+    assert_eq!(value(project.query(&row("01", "company")).await), "AAPL");
+    assert_eq!(value(project.query(&row("05", "is_retweet")).await), "true");
+    assert_eq!(value(project.query(&row("06", "is_quote")).await), "true");
+    assert_eq!(value(project.query(&row("09", "is_reply")).await), "true");
+    assert_eq!(value(project.query(&row("07", "is_long")).await), "true");
+    assert_eq!(
+        value(project.query(&row("01", "author_username")).await),
+        "danaquant"
+    );
+    assert_eq!(value(project.query(&row("02", "country_code")).await), "GB");
+}
+
+/// A file source whose file grows while the run is going on.
+struct GrowingSource {
+    inner: FileSource,
+    project_posts: std::path::PathBuf,
+    extra: Option<Vec<u8>>,
+}
+
+impl Source for GrowingSource {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    async fn initial_positions(&mut self) -> Result<Positions, SourceError> {
+        self.inner.initial_positions().await
+    }
+    async fn end_positions(&mut self) -> Result<Positions, SourceError> {
+        self.inner.end_positions().await
+    }
+    async fn read_next(&mut self, from: &Positions, limits: &ReadLimits) -> Result<SourceBatch, SourceError> {
+        if let Some(extra) = self.extra.take() {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.project_posts)
+                .unwrap();
+            file.write_all(&extra).unwrap();
+        }
+        self.inner.read_next(from, limits).await
+    }
+    async fn read_ranges(&mut self, ranges: &[OffsetRange]) -> Result<RecordBatch, SourceError> {
+        self.inner.read_ranges(ranges).await
+    }
+}
+
+#[tokio::test]
+async fn once_stops_at_the_snapshot_taken_at_start() {
+    let first = synth::jsonl(SynthOptions::default(), 300);
+    let more = synth::jsonl(
+        SynthOptions {
+            seed: 7,
+            ..Default::default()
+        },
+        200,
+    );
+    let (project, config) = project_with(&first, "max_records_per_batch = 64");
+    let source = GrowingSource {
+        inner: FileSource::open(&project.posts_path()).unwrap(),
+        project_posts: project.posts_path(),
+        extra: Some(more.clone()),
+    };
+    let summary = run_once(&config, source).await;
+    assert_eq!(
+        summary.input_rows, 300,
+        "records appended after the snapshot wait for the next run"
+    );
+    assert_eq!(summary.batches, 5);
+    assert_eq!(project.count("SELECT count(*) FROM bronze").await, 300);
+
+    let summary = run_once(&config, FileSource::open(&project.posts_path()).unwrap()).await;
+    assert_eq!(summary.input_rows, 200);
+    assert_eq!(project.count("SELECT count(*) FROM bronze").await, 500);
+    assert_eq!(
+        project.count("SELECT count(DISTINCT _offset) FROM bronze").await,
+        500
+    );
+
+    let summary = run_once(&config, FileSource::open(&project.posts_path()).unwrap()).await;
+    assert_eq!(summary, RunSummary::default(), "nothing new: nothing runs");
+}
+
+#[tokio::test]
+async fn merge_models_equal_a_full_recompute_after_many_batches() {
+    let posts = synth::jsonl(
+        SynthOptions {
+            malformed_share: 0.05,
+            ..Default::default()
+        },
+        1500,
+    );
+    let (project, config) = project_with(&posts, "max_records_per_batch = 97");
+    let summary = run_once(&config, FileSource::open(&project.posts_path()).unwrap()).await;
+    assert_eq!(summary.batches, 16);
+    assert_eq!(
+        project.count("SELECT count(*) FROM silver.tweets").await,
+        synth_good_count(&posts)
+    );
+    assert_eq!(
+        project.count("SELECT count(*) FROM dlq").await,
+        synth_bad_count(&posts)
+    );
+
+    let recompute = "SELECT company, date_trunc('minute', created_at) AS minute, count(*) AS posts, \
+                     sum(like_count) AS likes, sum(CASE WHEN is_retweet THEN 1 ELSE 0 END) AS retweets \
+                     FROM silver.tweets GROUP BY 1, 2";
+    let differences = format!(
+        "SELECT count(*) FROM (({recompute}) EXCEPT ALL (SELECT company, minute, posts, likes, retweets \
+         FROM gold.company_minute)) UNION ALL SELECT count(*) FROM ((SELECT company, minute, posts, likes, \
+         retweets FROM gold.company_minute) EXCEPT ALL ({recompute}))"
+    );
+    let counts = project.query(&differences).await;
+    assert_eq!(
+        strings(&counts),
+        ["0", "0"],
+        "gold.company_minute differs from a recompute over silver"
+    );
+    assert!(project.count("SELECT count(*) FROM gold.company_minute").await > 10);
+
+    let hashtags = "SELECT hashtag, date_trunc('hour', created_at) AS hour, count(*) AS posts \
+                    FROM (SELECT created_at, unnest(hashtags) AS hashtag FROM silver.tweets) GROUP BY 1, 2";
+    let differences = format!(
+        "SELECT count(*) FROM (({hashtags}) EXCEPT ALL (SELECT hashtag, hour, posts FROM gold.hashtag_hour))"
+    );
+    assert_eq!(project.count(&differences).await, 0);
+    assert_eq!(
+        project.count("SELECT sum(posts) FROM gold.hashtag_hour").await,
+        project
+            .count("SELECT count(*) FROM (SELECT unnest(hashtags) FROM silver.tweets)")
+            .await
+    );
+}
+
+#[tokio::test]
+async fn rereading_the_same_ranges_returns_the_same_records() {
+    let posts = synth::jsonl(SynthOptions::default(), 50);
+    let mut with_blank = posts.clone();
+    with_blank.extend_from_slice(b"\n\n");
+    with_blank.extend(synth::jsonl(
+        SynthOptions {
+            seed: 3,
+            ..Default::default()
+        },
+        10,
+    ));
+    let project = Project::new();
+    let gz = project.path("posts.jsonl.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut encoder, &with_blank).unwrap();
+    std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
+    std::fs::write(project.posts_path(), &with_blank).unwrap();
+
+    for path in [project.posts_path(), gz] {
+        let mut source = FileSource::open(&path).unwrap();
+        let start = source.initial_positions().await.unwrap();
+        let limits = ReadLimits {
+            max_records: 30,
+            max_bytes: usize::MAX,
+            deadline: None,
+            until: None,
+        };
+        let first = source.read_next(&start, &limits).await.unwrap();
+        let next: Positions = first
+            .ranges
+            .iter()
+            .map(|r| (r.topic_partition(), r.end))
+            .collect();
+        let second = source.read_next(&next, &limits).await.unwrap();
+        assert_eq!(first.records.num_rows(), 30);
+        assert_eq!(
+            second.records.num_rows(),
+            30,
+            "blank lines are skipped, not counted as records"
+        );
+        assert_eq!(
+            second.ranges[0].end, 62,
+            "offsets are line numbers, blank lines included"
+        );
+
+        let mut again = FileSource::open(&path).unwrap();
+        assert_eq!(again.read_ranges(&second.ranges).await.unwrap(), second.records);
+        assert_eq!(again.read_ranges(&first.ranges).await.unwrap(), first.records);
+        let end = again.end_positions().await.unwrap();
+        assert_eq!(end.values().copied().collect::<Vec<_>>(), [62]);
+    }
+}
