@@ -167,11 +167,10 @@ impl Config {
                 }
             }
         }
-        let config: Config = toml::Value::Table(root)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                path: name.to_string(),
-                message: e.message().to_string(),
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| ConfigError::Invalid {
+                key: e.path().to_string(),
+                message: e.inner().message().to_string(),
             })?;
         config.validate()?;
         Ok(config)

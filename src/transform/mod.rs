@@ -221,8 +221,16 @@ fn table_references(model: &Model) -> Result<Vec<String>, TransformError> {
         origin: model.origin.clone(),
         message,
     };
-    let statements = DFParser::parse_sql_with_dialect(&model.sql, &GenericDialect {})
-        .map_err(|e| parse_error(e.to_string()))?;
+    let statements = DFParser::parse_sql_with_dialect(&model.sql, &GenericDialect {}).map_err(|e| {
+        let message = e.to_string();
+        match parser_position(&message) {
+            Some((line, column)) => TransformError::Parse {
+                origin: format!("{}:{line}:{column}", model.origin),
+                message,
+            },
+            None => parse_error(message),
+        }
+    })?;
     if statements.len() != 1 {
         return Err(parse_error(format!(
             "a model holds exactly one SELECT statement, found {}",
@@ -235,6 +243,14 @@ fn table_references(model: &Model) -> Result<Vec<String>, TransformError> {
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// The `Line: L, Column: C` that sqlparser puts in its messages.
+fn parser_position(message: &str) -> Option<(usize, usize)> {
+    let rest = &message[message.find("Line: ")? + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((line.parse().ok()?, column.parse().ok()?))
 }
 
 fn dotted_name(reference: &TableReference) -> String {

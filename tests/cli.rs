@@ -1,0 +1,194 @@
+//! The binary as a user runs it: demo, init, plan, run (once and continuous) and its errors.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+
+use common::{synth_good_count, wait_bounded, Project};
+use tweetlake::produce::synth::{self, SynthOptions};
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn demo_needs_no_server_prints_gold_and_is_idempotent() {
+    let project = Project::new();
+    let first = project.run(&["demo"], &[]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let text = stdout(&first);
+    assert!(text.contains("gold.company_minute, per company"), "{text}");
+    let aapl = text.lines().find(|l| l.contains("| AAPL")).expect("an AAPL row");
+    let embedded_posts = tweetlake::embedded::SAMPLE_POSTS
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    assert!(
+        text.contains(&format!("demo: {embedded_posts} records")),
+        "{text}"
+    );
+
+    let second = project.run(&["demo"], &[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let again = stdout(&second);
+    assert!(again.contains("demo: 0 records in 0 batch(es)"), "{again}");
+    assert!(
+        again.contains(aapl),
+        "the second demo run must not change gold: {again}"
+    );
+    let bronze = project.count("SELECT count(*) FROM bronze").await;
+    assert_eq!(
+        bronze,
+        project.count("SELECT count(DISTINCT _offset) FROM bronze").await
+    );
+}
+
+#[test]
+fn init_writes_an_editable_project_that_plans() {
+    let project = Project::new();
+    let init = project.run(&["init"], &[]);
+    assert!(init.status.success(), "{}", stderr(&init));
+    for file in [
+        "tweetlake.toml",
+        "sample_posts.jsonl",
+        "sql/silver/tweets.sql",
+        "queries/top_companies.sql",
+    ] {
+        assert!(project.path(file).exists(), "{file} missing");
+    }
+    let again = project.run(&["init"], &[]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--force"), "{}", stderr(&again));
+
+    // The written sql/ is what `plan` now reads: a model added there shows up.
+    std::fs::write(
+        project.path("sql/gold/langs.sql"),
+        "SELECT lang, count(*) AS n FROM silver.tweets GROUP BY lang",
+    )
+    .unwrap();
+    let plan = project.run(&["plan"], &[]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let text = stdout(&plan);
+    let silver = text.find("silver.tweets <- bronze").expect("silver in the plan");
+    let langs = text
+        .find("gold.langs <- silver.tweets")
+        .expect("the new model in the plan");
+    assert!(silver < langs, "dependencies first:\n{text}");
+    assert!(text.contains("    n: Int64"), "{text}");
+
+    // The written project runs as it is.
+    let run = project.run(
+        &["run", "--once"],
+        &[("TWEETLAKE_PIPELINE__PROGRESS_LOG", "progress.ndjson")],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(project.progress().len(), 1);
+}
+
+#[test]
+fn broken_sql_is_a_one_line_error_naming_the_file_and_line() {
+    let project = Project::new();
+    project.write_posts(b"");
+    project.write_config("sql_dir = \"models\"");
+    std::fs::create_dir_all(project.path("models/silver")).unwrap();
+    std::fs::write(
+        project.path("models/silver/t.sql"),
+        "SELECT data['id'] AS id\nFROM bronze\nJOIN gold.nope ON true",
+    )
+    .unwrap();
+    for args in [&["plan"][..], &["run", "--once"][..]] {
+        let out = project.run(args, &[]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("models/silver/t.sql:3: unknown table `gold.nope`"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn config_and_source_errors_name_the_key_or_file() {
+    let project = Project::new();
+    project.write_config("max_records_per_batch = \"many\"");
+    let out = project.run(&["run", "--once"], &[]);
+    assert!(
+        stderr(&out).contains("config key pipeline.max_records_per_batch"),
+        "{}",
+        stderr(&out)
+    );
+
+    project.write_config("");
+    let out = project.run(&["run", "--once"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("posts.jsonl") && err.contains("No such file"),
+        "{err}"
+    );
+}
+
+/// Reads progress JSON lines from a running child until `want` batches have been reported.
+fn wait_for_reports(
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    want: usize,
+) -> Vec<serde_json::Value> {
+    let mut reports = Vec::new();
+    while reports.len() < want {
+        let line = lines.next().expect("the runner exited early").unwrap();
+        if let Ok(report) = serde_json::from_str::<serde_json::Value>(&line) {
+            reports.push(report);
+        }
+    }
+    reports
+}
+
+#[tokio::test]
+async fn continuous_run_picks_up_new_lines_and_stops_cleanly_on_ctrl_c() {
+    let project = Project::new();
+    let first = synth::jsonl(SynthOptions::default(), 120);
+    let more = synth::jsonl(
+        SynthOptions {
+            seed: 5,
+            ..Default::default()
+        },
+        80,
+    );
+    project.write_posts(&first);
+    project.write_config("trigger_interval = \"200ms\"");
+    let mut child = project
+        .command(&["run"])
+        .env("TWEETLAKE_PIPELINE__PROGRESS_LOG", "-")
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+
+    let reports = wait_for_reports(&mut lines, 1);
+    assert_eq!(reports[0]["input_rows"], 120);
+    assert!(reports[0]["durations"]["total_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(reports[0]["tables"]["silver.tweets"]["rows"], 120);
+
+    project.append_posts(&more);
+    // The append may straddle a trigger: the 80 lines arrive in one or more batches.
+    let mut appended = 0;
+    let mut batch_ids = Vec::new();
+    while appended < 80 {
+        let report = wait_for_reports(&mut lines, 1).remove(0);
+        appended += report["input_rows"].as_i64().unwrap();
+        batch_ids.push(report["batch_id"].as_i64().unwrap());
+    }
+    assert_eq!(appended, 80);
+    assert_eq!(batch_ids[0], 1);
+
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let output = wait_bounded(child);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let total = synth_good_count(&first) + synth_good_count(&more);
+    assert_eq!(project.count("SELECT count(*) FROM silver.tweets").await, total);
+}
