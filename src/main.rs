@@ -19,7 +19,7 @@ struct Cli {
     #[arg(
         long,
         global = true,
-        default_value = "warn,tweetlake=info,deltalake_core::writer::stats=error"
+        default_value = "warn,tweetlake=info,deltalake_core::writer::stats=error,deltalake_core::operations::merge=error"
     )]
     log: String,
 
