@@ -56,6 +56,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Produce X stream messages (to a file or stdout; Kafka comes with the Kafka source).
+    Produce {
+        #[command(subcommand)]
+        what: Produce,
+    },
     /// Measure decode, SQL, Delta write and end-to-end throughput on generated posts.
     Bench {
         /// Number of synthetic posts.
@@ -67,6 +72,25 @@ enum Command {
         /// Where to write the benchmark lakes [default: a temporary directory].
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Produce {
+    /// Generate realistic synthetic X v2 stream messages as JSONL, deterministic for a seed.
+    Synth {
+        /// Number of messages.
+        #[arg(long, default_value_t = 1000)]
+        count: usize,
+        /// Seed of the generator: the same seed gives the same messages.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Share of malformed records (bad JSON, wrong types), 0.0 to 1.0.
+        #[arg(long, default_value_t = 0.0)]
+        malformed_share: f64,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
 }
 
@@ -83,6 +107,15 @@ fn main() -> ExitCode {
             Command::Run { once } => commands::run(cli.config.as_deref(), once).await,
             Command::Plan => commands::plan(cli.config.as_deref()).await,
             Command::Init { dir, force } => commands::init(&dir, force),
+            Command::Produce {
+                what:
+                    Produce::Synth {
+                        count,
+                        seed,
+                        malformed_share,
+                        output,
+                    },
+            } => commands::synth(count, seed, malformed_share, output.as_deref()),
             Command::Bench { records, batch, dir } => commands::bench(records, batch, dir.as_deref()).await,
         }
     });

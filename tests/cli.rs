@@ -192,3 +192,21 @@ async fn continuous_run_picks_up_new_lines_and_stops_cleanly_on_ctrl_c() {
     let total = synth_good_count(&first) + synth_good_count(&more);
     assert_eq!(project.count("SELECT count(*) FROM silver.tweets").await, total);
 }
+
+#[test]
+fn produce_synth_is_deterministic_for_a_seed() {
+    let project = Project::new();
+    let run = |seed: &str| project.run(&["produce", "synth", "--count", "25", "--seed", seed], &[]);
+    let (a, b, c) = (run("1"), run("1"), run("2"));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert_eq!(stdout(&a).lines().count(), 25);
+    assert_eq!(a.stdout, b.stdout);
+    assert_ne!(a.stdout, c.stdout);
+    for line in stdout(&a).lines() {
+        let message: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            message["data"]["id"].is_string() && message["includes"]["users"].is_array(),
+            "{line}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod init;
+mod produce;
 mod run;
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use tweetlake::transform::ModelSet;
 pub use bench::bench;
 pub use demo::demo;
 pub use init::init;
+pub use produce::synth;
 pub use run::{plan, run};
 
 /// The config file used when `--config` is not given, if it exists.
