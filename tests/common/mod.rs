@@ -117,17 +117,36 @@ impl Project {
     }
 }
 
-/// Waits for `child`, killing it and failing the test after CHILD_TIMEOUT.
+/// Waits for `child`, killing it and failing the test after CHILD_TIMEOUT. Its output is
+/// drained while it runs, so a child writing more than a pipe buffer never blocks.
 pub fn wait_bounded(mut child: Child) -> Output {
+    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_end(&mut bytes).unwrap();
+            }
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + CHILD_TIMEOUT;
-    while child.try_wait().unwrap().is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             child.kill().unwrap();
             panic!("child process did not finish within {CHILD_TIMEOUT:?}");
         }
         std::thread::park_timeout(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
 }
 
 /// Runs `sql` over every table of the lake at `uri`.
