@@ -54,6 +54,12 @@ pub struct SourceConfig {
     pub group_id: String,
     /// Where a new pipeline starts: `earliest`, `latest`, or an RFC 3339 timestamp.
     pub starting_offsets: String,
+    /// Kafka source: records a batch needs were deleted by retention: fail (true) or skip
+    /// ahead with a warning (false).
+    pub fail_on_data_loss: bool,
+    /// Kafka source: how long to wait for the group to assign partitions on start.
+    #[serde(with = "duration_text")]
+    pub assignment_timeout: Duration,
     /// Extra librdkafka properties, passed through as they are.
     pub kafka_options: BTreeMap<String, String>,
 }
@@ -67,6 +73,8 @@ impl Default for SourceConfig {
             topic: "x-posts".into(),
             group_id: "tweetlake".into(),
             starting_offsets: "earliest".into(),
+            fail_on_data_loss: true,
+            assignment_timeout: Duration::from_secs(60),
             kafka_options: BTreeMap::new(),
         }
     }
@@ -105,8 +113,16 @@ pub struct PipelineConfig {
     pub max_message_bytes: usize,
     /// Where the per-batch JSON progress lines go: `-` for stdout, or a file path (appended).
     pub progress_log: String,
-    /// How many offset-log entries to keep behind the latest committed batch.
-    pub log_retention_batches: u64,
+    /// How many offset-log entries to keep per partition behind the latest one.
+    pub log_retention_batches: usize,
+    /// How often a batch is retried after a transient error (unreachable store or broker).
+    pub max_retries: u32,
+    /// The first wait before a retry; it doubles on every attempt.
+    #[serde(with = "duration_text")]
+    pub retry_backoff: Duration,
+    /// The longest wait between retries.
+    #[serde(with = "duration_text")]
+    pub retry_backoff_max: Duration,
 }
 
 impl Default for PipelineConfig {
@@ -120,6 +136,9 @@ impl Default for PipelineConfig {
             max_message_bytes: 1024 * 1024,
             progress_log: "-".into(),
             log_retention_batches: 100,
+            max_retries: 10,
+            retry_backoff: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_secs(60),
         }
     }
 }

@@ -128,7 +128,7 @@ async fn stage_timings(
         sql += t.elapsed();
         let t = Instant::now();
         for (spec, schema, batches) in table_writes(models, decoded, outputs, &config.dlq.table) {
-            sink.commit(&spec, schema, batches, batch_id).await?;
+            sink.commit(&spec, schema, batches, &batch.ranges).await?;
         }
         write += t.elapsed();
     }

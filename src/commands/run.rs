@@ -1,12 +1,12 @@
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use tokio::sync::watch;
 
 use tweetlake::config::{Config, SourceKind};
 use tweetlake::decode::bronze_schema;
 use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
-use tweetlake::source::{FileSource, Source};
+use tweetlake::source::{FileSource, KafkaSource, Source};
 use tweetlake::transform::{Materialization, BRONZE};
 
 use super::{load_config, load_models};
@@ -21,7 +21,9 @@ pub async fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
             run_pipeline(&config, source, mode).await?
         }
         SourceKind::Kafka => {
-            bail!("source.kind = \"kafka\" is not available in this build yet: use kind = \"file\"")
+            let client_id = format!("tweetlake-{}", config.pipeline.name);
+            let source = KafkaSource::connect(&config.source, &client_id).await?;
+            run_pipeline(&config, source, mode).await?
         }
     };
     tracing::info!(

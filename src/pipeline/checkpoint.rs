@@ -1,24 +1,32 @@
 //! The offset log: the pipeline's source of truth for what each batch reads.
 //!
 //! Layout under `<lake>/_tweetlake/<pipeline>/`:
-//! - `offsets/<batch id>.json`: the plan, written with put-if-absent before the batch runs;
-//! - `commits/<batch id>.json`: the marker, written after every table committed the batch.
+//! - `batches/<batch id>.json`: a batch's plan (all its ranges). It is written with put-if-absent,
+//!   which allocates the id: instances sharing a pipeline name never reuse one.
+//! - `partitions/<topic>/<partition>/<start>.json`: a claim on one range of one partition, also
+//!   put-if-absent. A partition's claims form a chain (each starts where the previous ended), so
+//!   two instances can never claim overlapping ranges: the second put finds the first.
+//! - `partitions/<topic>/<partition>/<start>.done`: written once every table holds the range.
 //!
-//! A plan without a marker is re-run with exactly its ranges on the next start.
+//! On start, and whenever the partitions it owns change, an instance reads the latest claim of
+//! each owned partition: done means resume at its end; not done means re-run exactly that range.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use deltalake::logstore::object_store::{self, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use deltalake::logstore::object_store::{self, ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use deltalake::{ObjectStore, Path};
+use futures::future::try_join_all;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::source::{OffsetRange, Positions};
+use crate::source::{OffsetRange, Positions, TopicPartition};
 
-/// Batch ids are zero-padded so that names sort in batch order.
+/// Ids and offsets are zero-padded so that names sort in numeric order.
 const ID_WIDTH: usize = 20;
+
+/// How many times a batch id is re-allocated when other instances keep taking the next one.
+const MAX_ID_ATTEMPTS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -29,12 +37,17 @@ pub enum CheckpointError {
     },
     #[error("offset log {path} is not a valid tweetlake log entry: {message}")]
     Corrupt { path: String, message: String },
-    #[error("batch {batch_id} was already planned at {path} by another tweetlake run of pipeline `{pipeline}`: run one instance per pipeline name (or give each its own pipeline.name)")]
-    Conflict {
-        batch_id: u64,
-        path: String,
+    /// Another instance claimed the range first (it took over the partition): the batch must not run.
+    #[error(
+        "{range} was already claimed by batch {other_batch} of another instance of pipeline `{pipeline}`"
+    )]
+    ClaimTaken {
+        range: String,
+        other_batch: u64,
         pipeline: String,
     },
+    #[error("could not allocate a batch id in {path}: other instances took {MAX_ID_ATTEMPTS} in a row")]
+    IdContention { path: String },
 }
 
 /// What one batch reads: written before the batch runs.
@@ -44,7 +57,7 @@ pub struct BatchPlan {
     /// RFC 3339 UTC; every row of the batch carries it as `_ingested_at`.
     pub planned_at: String,
     pub source: String,
-    /// One range per known partition (empty ranges keep idle partitions' positions).
+    /// One range per owned partition (empty ranges keep idle partitions' positions).
     pub ranges: Vec<OffsetRange>,
 }
 
@@ -67,34 +80,43 @@ impl BatchPlan {
         self.ranges.iter().map(|r| (r.topic_partition(), r.end)).collect()
     }
 
-    pub fn record_span(&self) -> i64 {
-        self.ranges.iter().map(|r| r.end - r.start).sum()
+    /// The ranges that hold records (only those are claimed).
+    pub fn claimed_ranges(&self) -> impl Iterator<Item = &OffsetRange> {
+        self.ranges.iter().filter(|r| r.end > r.start)
     }
 }
 
-/// Written once every table holds the batch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CommitMarker {
+/// One partition's range of one batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
     pub batch_id: u64,
-    pub committed_at: String,
-    pub rows: BTreeMap<String, usize>,
+    pub planned_at: String,
+    pub range: OffsetRange,
 }
 
-/// Where a pipeline stands, read from its log on start.
+/// Where one partition stands, read from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LogState {
-    /// No batch was ever planned.
+pub enum PartitionState {
+    /// No range of this partition was ever claimed.
     Fresh,
-    /// The latest batch is committed; the next starts at its ends.
-    Committed(BatchPlan),
-    /// The latest batch was planned but not committed: re-run it with the same ranges.
-    Pending(BatchPlan),
+    /// The latest claimed range is committed; the next starts at `next`.
+    Committed { next: i64 },
+    /// The latest claimed range was not committed: re-run it exactly.
+    Pending(Claim),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct DoneMarker {
+    batch_id: u64,
+    committed_at: String,
 }
 
 pub struct OffsetLog {
     store: Arc<dyn ObjectStore>,
     root: Path,
     pipeline: String,
+    /// The id this instance tries next; moves past ids other instances took.
+    next_id: Option<u64>,
 }
 
 impl OffsetLog {
@@ -104,14 +126,28 @@ impl OffsetLog {
             store,
             root: lake_root.clone().join("_tweetlake").join(pipeline),
             pipeline: pipeline.to_string(),
+            next_id: None,
         }
     }
 
-    fn entry(&self, kind: &str, batch_id: u64) -> Path {
+    fn batch_path(&self, batch_id: u64) -> Path {
         self.root
             .clone()
-            .join(kind)
-            .join(format!("{batch_id:0width$}.json", width = ID_WIDTH).as_str())
+            .join("batches")
+            .join(format!("{batch_id:0ID_WIDTH$}.json").as_str())
+    }
+
+    fn partition_dir(&self, tp: &TopicPartition) -> Path {
+        self.root
+            .clone()
+            .join("partitions")
+            .join(tp.topic.as_str())
+            .join(tp.partition.to_string().as_str())
+    }
+
+    fn claim_path(&self, tp: &TopicPartition, start: i64, suffix: &str) -> Path {
+        self.partition_dir(tp)
+            .join(format!("{start:0ID_WIDTH$}.{suffix}").as_str())
     }
 
     fn store_error(path: &Path) -> impl FnOnce(object_store::Error) -> CheckpointError + '_ {
@@ -121,20 +157,12 @@ impl OffsetLog {
         }
     }
 
-    async fn ids(&self, kind: &str) -> Result<Vec<u64>, CheckpointError> {
-        let prefix = self.root.clone().join(kind);
-        let listed: Vec<_> = self
-            .store
-            .list(Some(&prefix))
+    async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, CheckpointError> {
+        self.store
+            .list(Some(prefix))
             .try_collect()
             .await
-            .map_err(Self::store_error(&prefix))?;
-        let mut ids: Vec<u64> = listed
-            .iter()
-            .filter_map(|meta| meta.location.filename()?.strip_suffix(".json")?.parse().ok())
-            .collect();
-        ids.sort_unstable();
-        Ok(ids)
+            .map_err(Self::store_error(prefix))
     }
 
     async fn read<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<Option<T>, CheckpointError> {
@@ -151,23 +179,10 @@ impl OffsetLog {
             })
     }
 
-    pub async fn state(&self) -> Result<LogState, CheckpointError> {
-        let Some(&latest) = self.ids("offsets").await?.last() else {
-            return Ok(LogState::Fresh);
-        };
-        let path = self.entry("offsets", latest);
-        let plan: BatchPlan = self.read(&path).await?.ok_or_else(|| CheckpointError::Corrupt {
+    async fn read_existing<T: for<'de> Deserialize<'de>>(&self, path: &Path) -> Result<T, CheckpointError> {
+        self.read(path).await?.ok_or_else(|| CheckpointError::Corrupt {
             path: path.to_string(),
             message: "listed but not readable".into(),
-        })?;
-        let committed = self
-            .read::<CommitMarker>(&self.entry("commits", latest))
-            .await?
-            .is_some();
-        Ok(if committed {
-            LogState::Committed(plan)
-        } else {
-            LogState::Pending(plan)
         })
     }
 
@@ -178,47 +193,179 @@ impl OffsetLog {
         };
         match self.store.put_opts(path, PutPayload::from(body), options).await {
             Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+                Ok(false)
+            }
             Err(e) => Err(Self::store_error(path)(e)),
         }
     }
 
-    /// Records a plan before its batch runs. A plan already there with other ranges means
-    /// another process owns this pipeline name.
-    pub async fn write_plan(&self, plan: &BatchPlan) -> Result<(), CheckpointError> {
-        let path = self.entry("offsets", plan.batch_id);
-        let body = serde_json::to_vec_pretty(plan).expect("plans serialize");
+    /// Where `tp` stands: one listing, plus one read of its latest claim.
+    pub async fn partition_state(&self, tp: &TopicPartition) -> Result<PartitionState, CheckpointError> {
+        let listed = self.list(&self.partition_dir(tp)).await?;
+        let latest = listed.iter().filter_map(|meta| entry_start(meta, "json")).max();
+        let Some(start) = latest else {
+            return Ok(PartitionState::Fresh);
+        };
+        let done = listed.iter().any(|meta| entry_start(meta, "done") == Some(start));
+        let claim: Claim = self.read_existing(&self.claim_path(tp, start, "json")).await?;
+        Ok(if done {
+            PartitionState::Committed {
+                next: claim.range.end,
+            }
+        } else {
+            PartitionState::Pending(claim)
+        })
+    }
+
+    /// Where a partition that has no claim yet starts: the first call records `proposed`
+    /// (put-if-absent), later ones return what was recorded, so a restart with
+    /// `starting_offsets = latest` cannot skip what arrived in a still-idle partition.
+    pub async fn pin_origin(&self, tp: &TopicPartition, proposed: i64) -> Result<i64, CheckpointError> {
+        let path = self.partition_dir(tp).join("origin.json");
+        if self
+            .put_if_absent(&path, proposed.to_string().into_bytes())
+            .await?
+        {
+            return Ok(proposed);
+        }
+        self.read_existing(&path).await
+    }
+
+    /// The states of several partitions, read concurrently (each is a round trip on S3).
+    pub async fn partition_states(
+        &self,
+        tps: impl Iterator<Item = &TopicPartition>,
+    ) -> Result<Vec<PartitionState>, CheckpointError> {
+        try_join_all(tps.map(|tp| self.partition_state(tp))).await
+    }
+
+    async fn first_free_id(&self) -> Result<u64, CheckpointError> {
+        let prefix = self.root.clone().join("batches");
+        let listed = self.list(&prefix).await?;
+        Ok(listed
+            .iter()
+            .filter_map(|meta| {
+                meta.location
+                    .filename()?
+                    .strip_suffix(".json")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .map_or(0, |id| id + 1))
+    }
+
+    /// Records a new batch before it runs: allocates its id, then claims each non-empty range.
+    /// A claim another instance holds fails the plan with [`CheckpointError::ClaimTaken`]; claims
+    /// already made for it stay, and are re-run as pending by whoever owns those partitions.
+    pub async fn plan(
+        &mut self,
+        planned_at: DateTime<Utc>,
+        source: String,
+        ranges: Vec<OffsetRange>,
+    ) -> Result<BatchPlan, CheckpointError> {
+        let mut plan = BatchPlan::new(0, planned_at, source, ranges);
+        for _ in 0..MAX_ID_ATTEMPTS {
+            plan.batch_id = match self.next_id {
+                Some(id) => id,
+                None => self.first_free_id().await?,
+            };
+            let body = serde_json::to_vec_pretty(&plan).expect("plans serialize");
+            if self.put_if_absent(&self.batch_path(plan.batch_id), body).await? {
+                self.next_id = Some(plan.batch_id + 1);
+                try_join_all(plan.claimed_ranges().map(|r| self.claim(&plan, r))).await?;
+                return Ok(plan);
+            }
+            self.next_id = None; // another instance took it: list again
+        }
+        Err(CheckpointError::IdContention {
+            path: self.root.clone().join("batches").to_string(),
+        })
+    }
+
+    async fn claim(&self, plan: &BatchPlan, range: &OffsetRange) -> Result<(), CheckpointError> {
+        let claim = Claim {
+            batch_id: plan.batch_id,
+            planned_at: plan.planned_at.clone(),
+            range: range.clone(),
+        };
+        let path = self.claim_path(&range.topic_partition(), range.start, "json");
+        let body = serde_json::to_vec_pretty(&claim).expect("claims serialize");
         if self.put_if_absent(&path, body).await? {
             return Ok(());
         }
-        match self.read::<BatchPlan>(&path).await? {
-            Some(existing) if existing.ranges == plan.ranges => Ok(()),
-            _ => Err(CheckpointError::Conflict {
-                batch_id: plan.batch_id,
-                path: path.to_string(),
-                pipeline: self.pipeline.clone(),
-            }),
+        let existing: Claim = self.read_existing(&path).await?;
+        Err(CheckpointError::ClaimTaken {
+            range: range.to_string(),
+            other_batch: existing.batch_id,
+            pipeline: self.pipeline.clone(),
+        })
+    }
+
+    /// Marks every claimed range of a batch committed; marking twice is harmless.
+    pub async fn mark_done(&self, plan: &BatchPlan) -> Result<(), CheckpointError> {
+        let marker = DoneMarker {
+            batch_id: plan.batch_id,
+            committed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        };
+        let body = serde_json::to_vec(&marker).expect("markers serialize");
+        try_join_all(plan.claimed_ranges().map(|r| {
+            let path = self.claim_path(&r.topic_partition(), r.start, "done");
+            let body = body.clone();
+            async move { self.put_if_absent(&path, body).await }
+        }))
+        .await
+        .map(|_| ())
+    }
+
+    /// Deletes all but the latest `keep` entries of each given partition and of the batch
+    /// plans, keeping the log small on long-running pipelines.
+    pub async fn purge(
+        &self,
+        tps: impl Iterator<Item = &TopicPartition>,
+        keep: usize,
+    ) -> Result<(), CheckpointError> {
+        let mut doomed = Vec::new();
+        for dir in tps
+            .map(|tp| self.partition_dir(tp))
+            .chain([self.root.clone().join("batches")])
+        {
+            let mut listed = self.list(&dir).await?;
+            listed.sort_by(|a, b| a.location.cmp(&b.location));
+            let ids: Vec<&str> = listed
+                .iter()
+                .filter_map(|meta| split_name(meta).filter(|(_, ext)| *ext == "json"))
+                .map(|(stem, _)| stem)
+                .collect();
+            let Some(cutoff) = ids.iter().rev().nth(keep).map(|s| s.to_string()) else {
+                continue;
+            };
+            doomed.extend(
+                listed
+                    .iter()
+                    .filter(|meta| split_name(meta).is_some_and(|(stem, _)| stem <= cutoff.as_str()))
+                    .map(|meta| meta.location.clone()),
+            );
         }
-    }
-
-    /// Marks a batch committed; writing the same marker twice is harmless.
-    pub async fn write_commit(&self, marker: &CommitMarker) -> Result<(), CheckpointError> {
-        let path = self.entry("commits", marker.batch_id);
-        let body = serde_json::to_vec_pretty(marker).expect("markers serialize");
-        self.put_if_absent(&path, body).await.map(|_| ())
-    }
-
-    /// Deletes log entries older than `keep_from`, keeping the log small on long-running pipelines.
-    pub async fn purge_before(&self, keep_from: u64) -> Result<(), CheckpointError> {
-        for kind in ["commits", "offsets"] {
-            for id in self.ids(kind).await?.into_iter().take_while(|&id| id < keep_from) {
-                let path = self.entry(kind, id);
-                match self.store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => return Err(Self::store_error(&path)(e)),
-                }
+        for path in doomed {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Self::store_error(&path)(e)),
             }
         }
         Ok(())
     }
+}
+
+/// The start offset of a claim (`json`) or done marker (`done`) entry.
+fn entry_start(meta: &ObjectMeta, extension: &str) -> Option<i64> {
+    split_name(meta)
+        .filter(|(_, ext)| *ext == extension)
+        .and_then(|(stem, _)| stem.parse().ok())
+}
+
+/// A log entry's zero-padded id and its extension.
+fn split_name(meta: &ObjectMeta) -> Option<(&str, &str)> {
+    meta.location.filename()?.split_once('.')
 }

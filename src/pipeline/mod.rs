@@ -7,11 +7,12 @@
 pub mod checkpoint;
 pub mod fault;
 pub mod progress;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
 use tokio::sync::watch;
@@ -21,8 +22,9 @@ use crate::decode::{dead_letter_schema, BatchContext, DecodeError, Decoded, Mess
 use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableSpec};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{ModelOutput, ModelSet, TransformError, BRONZE};
-use checkpoint::{BatchPlan, CheckpointError, CommitMarker, LogState, OffsetLog};
+use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
 use progress::{millis, BatchReport, ProgressLog, StageDurations, TableReport};
+use retry::RetryPolicy;
 
 /// Partition column of the bronze and dead-letter tables.
 pub const INGEST_PARTITION: &str = crate::decode::batch_columns::INGEST_DATE;
@@ -71,7 +73,8 @@ pub struct Pipeline<S: Source> {
     max_records: usize,
     max_bytes: usize,
     trigger_interval: Duration,
-    log_retention: u64,
+    log_retention: usize,
+    retry: RetryPolicy,
 }
 
 impl<S: Source> Pipeline<S> {
@@ -96,6 +99,11 @@ impl<S: Source> Pipeline<S> {
             max_bytes: p.max_bytes_per_batch,
             trigger_interval: p.trigger_interval,
             log_retention: p.log_retention_batches,
+            retry: RetryPolicy {
+                max_retries: p.max_retries,
+                initial: p.retry_backoff,
+                max: p.retry_backoff_max,
+            },
         })
     }
 
@@ -112,20 +120,22 @@ impl<S: Source> Pipeline<S> {
         mut stop: watch::Receiver<bool>,
     ) -> Result<RunSummary, PipelineError> {
         let mut summary = RunSummary::default();
-        let (mut next_id, mut positions) = self.resume(&mut summary).await?;
+        let mut generation = self.source.assignment_generation();
+        let mut positions = self.resync(&mut summary).await?;
         let until = match mode {
             RunMode::Once => {
                 let end = self.source.end_positions().await?;
-                let remaining: i64 = end
-                    .iter()
-                    .map(|(tp, e)| (e - positions.get(tp).copied().unwrap_or(0)).max(0))
-                    .sum();
-                self.progress.start_bar(remaining as u64);
+                self.progress.start_bar(remaining(&positions, &end));
                 Some(end)
             }
             RunMode::Continuous => None,
         };
         while !*stop.borrow() && !until.as_ref().is_some_and(|u| reached(&positions, u)) {
+            if self.source.assignment_generation() != generation {
+                generation = self.source.assignment_generation();
+                positions = self.resync(&mut summary).await?;
+                continue;
+            }
             let limits = ReadLimits {
                 max_records: self.max_records,
                 max_bytes: self.max_bytes,
@@ -137,49 +147,116 @@ impl<S: Source> Pipeline<S> {
                 read = self.source.read_next(&positions, &limits) => read?,
                 _ = stop.changed() => break,
             };
-            let span: i64 = read.ranges.iter().map(|r| r.end - r.start).sum();
-            if span == 0 {
-                if mode == RunMode::Once {
+            if read.ranges.iter().all(|r| r.end == r.start) {
+                if mode == RunMode::Once && self.source.assignment_generation() == generation {
                     break; // nothing more can be read below the snapshot
                 }
                 continue;
             }
             let ranges = with_idle_partitions(read.ranges, &positions);
-            let plan = BatchPlan::new(next_id, Utc::now(), self.source.describe(), ranges);
-            self.log.write_plan(&plan).await?;
-            fault::point("after_plan", plan.batch_id);
-            let report = self
-                .process(&plan, read.records, started.elapsed(), false)
-                .await?;
-            summary.add(&report);
-            positions = plan.next_positions();
-            next_id += 1;
+            match self.run_batch(ranges, read.records, started.elapsed()).await {
+                Ok(Some(report)) => {
+                    summary.add(&report);
+                    positions = report_positions(&report);
+                }
+                Ok(None) => positions = self.resync(&mut summary).await?,
+                Err(e) => return Err(e),
+            }
         }
         self.progress.finish();
         Ok(summary)
     }
 
-    /// Reads the log: re-runs a batch left pending by a crash, and returns the next batch id
-    /// and the positions it starts from.
-    async fn resume(&mut self, summary: &mut RunSummary) -> Result<(u64, Positions), PipelineError> {
-        let plan = match self.log.state().await? {
-            LogState::Fresh => return Ok((0, self.source.initial_positions().await?)),
-            LogState::Committed(plan) => plan,
-            LogState::Pending(plan) => {
-                tracing::warn!(
-                    "batch {} was planned but not committed: re-running it with the same offsets",
-                    plan.batch_id
-                );
-                let started = Instant::now();
-                let records = self.source.read_ranges(&plan.ranges).await?;
-                let report = self.process(&plan, records, started.elapsed(), true).await?;
-                summary.add(&report);
-                plan
+    /// Plans and processes one new batch. `None`: another instance took over some of its
+    /// partitions first, so this one dropped the batch and must read the log again.
+    async fn run_batch(
+        &mut self,
+        ranges: Vec<source::OffsetRange>,
+        records: RecordBatch,
+        read_time: Duration,
+    ) -> Result<Option<BatchReport>, PipelineError> {
+        let plan = match self.log.plan(Utc::now(), self.source.describe(), ranges).await {
+            Err(e @ CheckpointError::ClaimTaken { .. }) => {
+                tracing::warn!("{e}: dropping this read and resuming from the offset log");
+                return Ok(None);
             }
+            plan => plan?,
         };
+        fault::point("after_plan", plan.batch_id);
+        match self.process_with_retry(&plan, records, read_time, false).await {
+            Err(PipelineError::Sink(e @ SinkError::PartlyCommitted { .. })) => {
+                tracing::warn!("batch {}: {e}", plan.batch_id);
+                Ok(None)
+            }
+            report => report.map(Some),
+        }
+    }
+
+    /// Reads the log for every owned partition: pins where a new partition starts, re-runs
+    /// ranges left pending by a crash (grouped by the batch that planned them, so rows keep
+    /// their batch id), and returns the positions the next batch starts from.
+    async fn resync(&mut self, summary: &mut RunSummary) -> Result<Positions, PipelineError> {
         let mut positions = self.source.initial_positions().await?;
-        positions.extend(plan.next_positions());
-        Ok((plan.batch_id + 1, positions))
+        let states = self.log.partition_states(positions.keys()).await?;
+        let mut pending: BTreeMap<u64, Vec<Claim>> = BTreeMap::new();
+        for ((tp, position), state) in positions.iter_mut().zip(states) {
+            match state {
+                PartitionState::Fresh => *position = self.log.pin_origin(tp, *position).await?,
+                PartitionState::Committed { next } => *position = next,
+                PartitionState::Pending(claim) => {
+                    *position = claim.range.end;
+                    pending.entry(claim.batch_id).or_default().push(claim);
+                }
+            }
+        }
+        for (batch_id, claims) in pending {
+            let plan = BatchPlan {
+                batch_id,
+                planned_at: claims[0].planned_at.clone(),
+                source: self.source.describe(),
+                ranges: claims.into_iter().map(|c| c.range).collect(),
+            };
+            let ranges: Vec<String> = plan.ranges.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                "batch {batch_id} was planned but not committed: re-running {} with the same offsets",
+                ranges.join(", ")
+            );
+            let started = Instant::now();
+            let records = self.source.read_ranges(&plan.ranges).await?;
+            let report = self
+                .process_with_retry(&plan, records, started.elapsed(), true)
+                .await?;
+            summary.add(&report);
+        }
+        Ok(positions)
+    }
+
+    /// [`Self::process`], retried with exponential backoff while the error is transient (an
+    /// unreachable store or broker). Safe because a batch is idempotent.
+    async fn process_with_retry(
+        &mut self,
+        plan: &BatchPlan,
+        records: RecordBatch,
+        read_time: Duration,
+        rerun: bool,
+    ) -> Result<BatchReport, PipelineError> {
+        let mut attempt = 0;
+        loop {
+            match self.process(plan, records.clone(), read_time, rerun).await {
+                Err(e) if e.is_transient() && attempt < self.retry.max_retries => {
+                    let delay = self.retry.delay(attempt);
+                    attempt += 1;
+                    tracing::warn!(
+                        "batch {}: {e}; retrying in {:.1} s (attempt {attempt} of {})",
+                        plan.batch_id,
+                        delay.as_secs_f64(),
+                        self.retry.max_retries
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Decodes, transforms and commits one planned batch, then marks it committed.
@@ -214,21 +291,19 @@ impl<S: Source> Pipeline<S> {
         let mut tables = BTreeMap::new();
         for (spec, schema, batches) in writes {
             let rows = batches.iter().map(RecordBatch::num_rows).sum();
-            let outcome = self.sink.commit(&spec, schema, batches, plan.batch_id).await?;
+            let outcome = self.sink.commit(&spec, schema, batches, &plan.ranges).await?;
             fault::point(&format!("after_commit:{}", spec.name), plan.batch_id);
             tables.insert(spec.name, table_report(rows, outcome));
         }
         let write_time = stage.elapsed();
 
         fault::point("before_marker", plan.batch_id);
-        let marker = CommitMarker {
-            batch_id: plan.batch_id,
-            committed_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            rows: tables.iter().map(|(name, t)| (name.clone(), t.rows)).collect(),
-        };
-        self.log.write_commit(&marker).await?;
-        if plan.batch_id % 10 == 0 && plan.batch_id > self.log_retention {
-            self.log.purge_before(plan.batch_id - self.log_retention).await?;
+        self.log.mark_done(plan).await?;
+        let next = plan.next_positions();
+        self.source.commit_positions(&next).await?;
+        if plan.batch_id % 10 == 0 {
+            let owned: Vec<_> = next.keys().cloned().collect();
+            self.log.purge(owned.iter(), self.log_retention).await?;
         }
 
         let total = started.elapsed();
@@ -248,6 +323,7 @@ impl<S: Source> Pipeline<S> {
                 total_ms: millis(total),
             },
             offsets: plan.ranges.clone(),
+            lag: self.source.lag(&next),
             rows_per_sec: input_rows as f64 / total.as_secs_f64().max(1e-9),
             mb_per_sec: input_bytes as f64 / 1e6 / total.as_secs_f64().max(1e-9),
         };
@@ -307,11 +383,28 @@ fn table_report(rows: usize, outcome: CommitOutcome) -> TableReport {
     }
 }
 
-/// True when every partition of the snapshot has been read up to its end.
+/// True when every owned partition has been read up to its end in the snapshot.
 fn reached(positions: &Positions, until: &Positions) -> bool {
-    until
+    positions
         .iter()
-        .all(|(tp, end)| positions.get(tp).is_some_and(|p| p >= end))
+        .all(|(tp, position)| until.get(tp).is_none_or(|end| position >= end))
+}
+
+/// Records between the positions and the snapshot, for the progress bar.
+fn remaining(positions: &Positions, until: &Positions) -> u64 {
+    positions
+        .iter()
+        .map(|(tp, position)| until.get(tp).map_or(0, |end| (end - position).max(0)))
+        .sum::<i64>() as u64
+}
+
+/// Where the batch after a reported one starts.
+fn report_positions(report: &BatchReport) -> Positions {
+    report
+        .offsets
+        .iter()
+        .map(|r| (r.topic_partition(), r.end))
+        .collect()
 }
 
 /// Adds an empty range for each known partition the read did not touch, so every plan holds

@@ -42,6 +42,9 @@ pub struct BatchReport {
     pub tables: BTreeMap<String, TableReport>,
     pub durations: StageDurations,
     pub offsets: Vec<OffsetRange>,
+    /// Records left behind each partition's end after this batch (Kafka only), `topic[partition]`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub lag: BTreeMap<String, i64>,
     pub rows_per_sec: f64,
     pub mb_per_sec: f64,
 }

@@ -1,8 +1,10 @@
 //! Delta Lake tables under the lake root, written exactly once per batch.
 //!
-//! Every commit carries a Delta `txn` action (app id `<pipeline>/<table>`, version = batch id).
-//! Before writing, the sink reads that version back: a batch the table already holds is skipped,
-//! so re-running a batch after a crash never duplicates rows.
+//! Every commit carries one Delta `txn` action per source partition in the batch (app id
+//! `<pipeline>/<topic>/<partition>`, version = the end offset of the batch's range). Before
+//! writing, the sink reads those versions back: a range the table already holds is skipped, so
+//! re-running a batch after a crash never duplicates rows. Two instances racing to commit the same
+//! range conflict in Delta itself (a concurrent `txn` with the same app id), so at most one wins.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
@@ -16,7 +18,10 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore, Path};
+use futures::future::try_join_all;
 use url::Url;
+
+use crate::source::OffsetRange;
 
 use crate::transform::Materialization;
 
@@ -29,6 +34,9 @@ pub enum SinkError {
     /// A DataFusion error while merging into or registering a table.
     #[error("table {table}: {message}")]
     Query { table: String, message: String },
+    /// Another instance committed some of these ranges: this batch overlaps its work.
+    #[error("table {table} already holds part of ranges {ranges} (committed by another instance): abandoning the batch")]
+    PartlyCommitted { table: String, ranges: String },
 }
 
 /// The lake root: a local directory or `s3://bucket/prefix`, and the options to reach it.
@@ -169,47 +177,73 @@ impl DeltaSink {
         &self.lake
     }
 
-    fn app_id(&self, table: &str) -> String {
-        format!("{}/{}", self.pipeline, table)
+    fn app_id(&self, range: &OffsetRange) -> String {
+        format!("{}/{}/{}", self.pipeline, range.topic, range.partition)
     }
 
-    /// The last batch id committed to `table` by this pipeline, if any.
-    pub async fn committed_batch(&self, table: &DeltaTable, name: &str) -> Result<Option<i64>, SinkError> {
+    /// How many of `ranges` the table already holds (by their `txn` versions).
+    async fn committed_ranges(
+        &self,
+        table: &DeltaTable,
+        name: &str,
+        ranges: &[&OffsetRange],
+    ) -> Result<usize, SinkError> {
         if table.version().is_none() {
-            return Ok(None);
+            return Ok(0);
         }
         let delta_error = |source| SinkError::Delta {
             table: name.to_string(),
             source,
         };
         let state = table.snapshot().map_err(delta_error)?;
-        state
-            .transaction_version(table.log_store().as_ref(), self.app_id(name))
-            .await
-            .map_err(delta_error)
+        let log_store = table.log_store();
+        let versions = try_join_all(
+            ranges
+                .iter()
+                .map(|r| state.transaction_version(log_store.as_ref(), self.app_id(r))),
+        )
+        .await
+        .map_err(delta_error)?;
+        Ok(ranges
+            .iter()
+            .zip(versions)
+            .filter(|(range, version)| version.is_some_and(|v| v >= range.end))
+            .count())
     }
 
-    /// Writes one table's rows for `batch_id`, once.
+    /// Writes one table's rows for the batch reading `ranges`, once.
     pub async fn commit(
         &self,
         spec: &TableSpec,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
-        batch_id: u64,
+        ranges: &[OffsetRange],
     ) -> Result<CommitOutcome, SinkError> {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(CommitOutcome::Empty);
         }
+        let ranges: Vec<&OffsetRange> = ranges.iter().filter(|r| r.end > r.start).collect();
         let table = self.lake.open_table(&spec.name).await?;
-        if self
-            .committed_batch(&table, &spec.name)
-            .await?
-            .is_some_and(|v| v >= batch_id as i64)
-        {
-            return Ok(CommitOutcome::AlreadyCommitted);
+        match self.committed_ranges(&table, &spec.name, &ranges).await? {
+            0 => {}
+            n if n == ranges.len() => return Ok(CommitOutcome::AlreadyCommitted),
+            _ => {
+                return Err(SinkError::PartlyCommitted {
+                    table: spec.name.clone(),
+                    ranges: ranges
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+            }
         }
-        let properties = CommitProperties::default()
-            .with_application_transaction(Transaction::new(self.app_id(&spec.name), batch_id as i64));
+        let properties = CommitProperties::default().with_application_transactions(
+            ranges
+                .iter()
+                .map(|r| Transaction::new(self.app_id(r), r.end))
+                .collect(),
+        );
         let delta_error = |source| SinkError::Delta {
             table: spec.name.clone(),
             source,

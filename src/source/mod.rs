@@ -3,6 +3,7 @@
 //! produce the same rows.
 
 pub mod file;
+pub mod kafka;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 pub use file::FileSource;
+pub use kafka::KafkaSource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -26,6 +28,8 @@ pub enum SourceError {
     RangeGone { path: String, range: String },
     #[error("kafka: {0}")]
     Kafka(String),
+    #[error("kafka: {0} were deleted by retention before tweetlake read them (set source.fail_on_data_loss = false to skip ahead)")]
+    DataLost(String),
 }
 
 /// One partition of one topic (a file source has a single partition 0 named after the file).
@@ -88,11 +92,32 @@ pub trait Source: Send {
     /// Human-readable description for logs, e.g. `file:posts.jsonl` or `kafka:x-posts`.
     fn describe(&self) -> String;
 
-    /// Where a pipeline that has never committed a batch starts reading.
+    /// Every partition this instance owns now, at the offset where it starts when the offset
+    /// log knows nothing of it (`source.starting_offsets`). Kafka waits for the group's assignment.
     fn initial_positions(&mut self) -> impl Future<Output = Result<Positions, SourceError>> + Send;
 
     /// One past the last offset available now, per partition: the `--once` snapshot.
     fn end_positions(&mut self) -> impl Future<Output = Result<Positions, SourceError>> + Send;
+
+    /// Changes whenever the set of owned partitions changes (a Kafka rebalance): the pipeline
+    /// then reads the offset log again for them. Sources with fixed partitions keep 0.
+    fn assignment_generation(&self) -> u64 {
+        0
+    }
+
+    /// Mirrors committed positions outside the lake (Kafka group offsets, for lag tools).
+    fn commit_positions(
+        &mut self,
+        _positions: &Positions,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Records between each position and the end of its partition, as far as the source knows
+    /// without a round trip; keyed like `topic[partition]`.
+    fn lag(&self, _positions: &Positions) -> BTreeMap<String, i64> {
+        BTreeMap::new()
+    }
 
     /// Reads new records from `from`; the returned ranges start exactly at `from`.
     fn read_next(

@@ -1,0 +1,555 @@
+//! A Kafka topic, consumed as a member of a consumer group.
+//!
+//! The group decides which partitions this instance owns; the offset log in the lake decides
+//! where each one is read from (the group's committed offsets are only a mirror, for lag tools).
+//! On every read the consumer is sought to the positions the pipeline asks for, and records
+//! outside them are dropped, so a re-delivery after a rebalance never enters a batch twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use deltalake::arrow::array::RecordBatch;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::{
+    OffsetRange, Positions, RawBatchBuilder, ReadLimits, Source, SourceBatch, SourceError, TopicPartition,
+};
+use crate::config::SourceConfig;
+
+/// Network calls to the broker (metadata, watermarks, seeks) give up after this long.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A read with no deadline (available-now) stops when the broker stays silent this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where a partition with no offset-log entry starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartingOffsets {
+    Earliest,
+    Latest,
+    /// The first record at or after this time (milliseconds since the epoch).
+    Timestamp(i64),
+}
+
+impl StartingOffsets {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "earliest" => Ok(Self::Earliest),
+            "latest" => Ok(Self::Latest),
+            other => DateTime::parse_from_rfc3339(other)
+                .map(|t| Self::Timestamp(t.timestamp_millis()))
+                .map_err(|_| format!("`{other}` is not earliest, latest or an RFC 3339 timestamp")),
+        }
+    }
+}
+
+/// Tracks the partitions the group gave this member; rebalance callbacks run inside `recv`.
+#[derive(Default)]
+pub struct GroupContext {
+    assigned: Mutex<BTreeSet<i32>>,
+    generation: AtomicU64,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut assigned = self.assigned.lock().expect("assignment lock");
+        match rebalance {
+            Rebalance::Assign(list) => {
+                assigned.extend(list.elements().iter().map(|e| e.partition()));
+                tracing::info!("kafka: assigned partitions {:?}", assigned);
+            }
+            Rebalance::Revoke(list) => {
+                for element in list.elements() {
+                    assigned.remove(&element.partition());
+                }
+                tracing::info!("kafka: partitions revoked, now own {:?}", assigned);
+            }
+            Rebalance::Error(e) => tracing::warn!("kafka: rebalance failed: {e}"),
+        }
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+pub struct KafkaSource {
+    consumer: Arc<StreamConsumer<GroupContext>>,
+    client_config: ClientConfig,
+    topic: String,
+    bootstrap: String,
+    starting_offsets: StartingOffsets,
+    fail_on_data_loss: bool,
+    assignment_timeout: Duration,
+    /// The offset the consumer delivers next per partition, where this source is sure of it
+    /// (after a seek or a delivered record); others are sought before reading.
+    fetch_positions: HashMap<i32, i64>,
+    lag: BTreeMap<String, i64>,
+}
+
+fn kafka_error(context: &str) -> impl FnOnce(KafkaError) -> SourceError + '_ {
+    move |e| SourceError::Kafka(format!("{context}: {e}"))
+}
+
+impl KafkaSource {
+    /// Joins the consumer group for `config.topic`, after checking the broker answers and the
+    /// topic exists (both are one-line errors naming the setting to fix).
+    pub async fn connect(config: &SourceConfig, client_id: &str) -> Result<Self, SourceError> {
+        let starting_offsets = StartingOffsets::parse(&config.starting_offsets)
+            .map_err(|m| SourceError::Kafka(format!("source.starting_offsets: {m}")))?;
+        let mut client_config = ClientConfig::new();
+        client_config
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("client.id", client_id)
+            .set("enable.partition.eof", "true")
+            .set("session.timeout.ms", "10000")
+            .set("auto.offset.reset", "earliest");
+        for (key, value) in &config.kafka_options {
+            client_config.set(key, value);
+        }
+        let mut group_config = client_config.clone();
+        group_config
+            .set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        let consumer: StreamConsumer<GroupContext> = group_config
+            .create_with_context(GroupContext::default())
+            .map_err(kafka_error(
+                "cannot create the Kafka consumer (check source.kafka_options)",
+            ))?;
+        let consumer = Arc::new(consumer);
+        let source = Self {
+            consumer,
+            client_config,
+            topic: config.topic.clone(),
+            bootstrap: config.bootstrap_servers.clone(),
+            starting_offsets,
+            fail_on_data_loss: config.fail_on_data_loss,
+            assignment_timeout: config.assignment_timeout,
+            fetch_positions: HashMap::new(),
+            lag: BTreeMap::new(),
+        };
+        source.topic_partitions().await?;
+        source
+            .consumer
+            .subscribe(&[&source.topic])
+            .map_err(kafka_error("cannot subscribe"))?;
+        Ok(source)
+    }
+
+    fn tp(&self, partition: i32) -> TopicPartition {
+        TopicPartition {
+            topic: self.topic.clone(),
+            partition,
+        }
+    }
+
+    /// Runs a blocking broker call off the async threads.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&StreamConsumer<GroupContext>) -> Result<T, SourceError> + Send + 'static,
+    ) -> Result<T, SourceError> {
+        let consumer = Arc::clone(&self.consumer);
+        tokio::task::spawn_blocking(move || call(&consumer))
+            .await
+            .map_err(|e| SourceError::Kafka(format!("broker call panicked: {e}")))?
+    }
+
+    /// Every partition of the topic, which also proves the broker answers.
+    async fn topic_partitions(&self) -> Result<Vec<i32>, SourceError> {
+        let (topic, bootstrap) = (self.topic.clone(), self.bootstrap.clone());
+        self.blocking(move |consumer| {
+            let metadata = consumer.fetch_metadata(Some(&topic), BROKER_TIMEOUT).map_err(|e| {
+                SourceError::Kafka(format!(
+                    "cannot reach Kafka at {bootstrap}: {e} (check source.bootstrap_servers and that the broker runs)"
+                ))
+            })?;
+            let partitions: Vec<i32> = metadata
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic && t.error().is_none())
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            if partitions.is_empty() {
+                return Err(SourceError::Kafka(format!(
+                    "topic `{topic}` does not exist on {bootstrap} (create it, or fix source.topic)"
+                )));
+            }
+            Ok(partitions)
+        })
+        .await
+    }
+
+    fn assigned(&self) -> BTreeSet<i32> {
+        self.consumer
+            .context()
+            .assigned
+            .lock()
+            .expect("assignment lock")
+            .clone()
+    }
+
+    /// Polls the consumer (which runs rebalance callbacks) until the group assigns partitions.
+    /// Records delivered meanwhile are dropped: every read seeks first.
+    async fn await_assignment(&mut self) -> Result<BTreeSet<i32>, SourceError> {
+        let deadline = Instant::now() + self.assignment_timeout;
+        while self.assigned().is_empty() && Instant::now() < deadline {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if let Ok(Ok(message)) = tokio::time::timeout(wait, self.consumer.recv()).await {
+                self.fetch_positions.remove(&message.partition());
+            }
+        }
+        let assigned = self.assigned();
+        if assigned.is_empty() {
+            tracing::warn!(
+                "kafka: no partition of `{}` assigned within {:?}: other members of the group hold them all",
+                self.topic,
+                self.assignment_timeout
+            );
+        }
+        Ok(assigned)
+    }
+
+    /// The offset where each partition ends now. Asks for the high watermark, then reads on
+    /// to the partition's end-of-file event: some brokers under-report the watermark.
+    async fn true_ends(&self, partitions: Vec<i32>) -> Result<Positions, SourceError> {
+        let (config, topic) = (self.client_config.clone(), self.topic.clone());
+        let ends = tokio::task::spawn_blocking(move || probe_ends(&config, &topic, &partitions))
+            .await
+            .map_err(|e| SourceError::Kafka(format!("end probe panicked: {e}")))??;
+        Ok(ends.into_iter().map(|(p, end)| (self.tp(p), end)).collect())
+    }
+
+    async fn starting_positions(&self, partitions: Vec<i32>) -> Result<Positions, SourceError> {
+        match self.starting_offsets {
+            StartingOffsets::Latest => self.true_ends(partitions).await,
+            StartingOffsets::Earliest => {
+                let lows = self.watermarks(partitions).await?;
+                Ok(lows.into_iter().map(|(p, (low, _))| (self.tp(p), low)).collect())
+            }
+            StartingOffsets::Timestamp(millis) => {
+                let topic = self.topic.clone();
+                let found = self
+                    .blocking(move |consumer| {
+                        let mut list = TopicPartitionList::new();
+                        for &p in &partitions {
+                            list.add_partition_offset(&topic, p, Offset::Offset(millis))
+                                .map_err(kafka_error("offsets for timestamp"))?;
+                        }
+                        consumer
+                            .offsets_for_times(list, BROKER_TIMEOUT)
+                            .map_err(kafka_error("offsets for timestamp"))
+                    })
+                    .await?;
+                let mut positions = Positions::new();
+                let mut past_end = Vec::new();
+                for element in found.elements() {
+                    match element.offset() {
+                        Offset::Offset(o) => drop(positions.insert(self.tp(element.partition()), o)),
+                        _ => past_end.push(element.partition()),
+                    }
+                }
+                positions.extend(self.true_ends(past_end).await?);
+                Ok(positions)
+            }
+        }
+    }
+
+    async fn watermarks(&self, partitions: Vec<i32>) -> Result<BTreeMap<i32, (i64, i64)>, SourceError> {
+        let topic = self.topic.clone();
+        self.blocking(move |consumer| {
+            partitions
+                .iter()
+                .map(|&p| {
+                    consumer
+                        .fetch_watermarks(&topic, p, BROKER_TIMEOUT)
+                        .map(|w| (p, w))
+                        .map_err(kafka_error("watermarks"))
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Seeks every partition whose fetch position is not `from`; checks no record the batch
+    /// needs was deleted by retention.
+    async fn seek_all(&mut self, from: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>, SourceError> {
+        let stale: Vec<i32> = from
+            .iter()
+            .filter(|(p, o)| self.fetch_positions.get(p) != Some(o))
+            .map(|(p, _)| *p)
+            .collect();
+        let mut from = from.clone();
+        if stale.is_empty() {
+            return Ok(from);
+        }
+        for (p, (low, _)) in self.watermarks(stale.clone()).await? {
+            let wanted = from[&p];
+            if wanted < low {
+                let lost = format!("{}[{p}] offsets {wanted}..{low}", self.topic);
+                if self.fail_on_data_loss {
+                    return Err(SourceError::DataLost(lost));
+                }
+                tracing::warn!("kafka: {lost} were deleted by retention before being read: skipping them");
+                from.insert(p, low);
+            }
+        }
+        for p in stale {
+            let offset = from[&p];
+            match self
+                .consumer
+                .seek(&self.topic, p, Offset::Offset(offset), BROKER_TIMEOUT)
+            {
+                Ok(()) => drop(self.fetch_positions.insert(p, offset)),
+                Err(e) => tracing::debug!(
+                    "kafka: seek {}[{p}] to {offset} failed, filtering instead: {e}",
+                    self.topic
+                ),
+            }
+        }
+        Ok(from)
+    }
+
+    fn partition_offsets(&self, positions: &Positions) -> BTreeMap<i32, i64> {
+        positions
+            .iter()
+            .filter(|(tp, _)| tp.topic == self.topic)
+            .map(|(tp, o)| (tp.partition, *o))
+            .collect()
+    }
+}
+
+/// Reads from each partition's high watermark to its end-of-file event.
+fn probe_ends(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, i64>, SourceError> {
+    let probe: BaseConsumer = config.create().map_err(kafka_error("end probe"))?;
+    let mut ends = BTreeMap::new();
+    let mut list = TopicPartitionList::new();
+    for &p in partitions {
+        let (_, high) = probe
+            .fetch_watermarks(topic, p, BROKER_TIMEOUT)
+            .map_err(kafka_error("watermarks"))?;
+        ends.insert(p, high);
+        list.add_partition_offset(topic, p, Offset::Offset(high))
+            .map_err(kafka_error("end probe"))?;
+    }
+    probe.assign(&list).map_err(kafka_error("end probe"))?;
+    let mut open: BTreeSet<i32> = partitions.iter().copied().collect();
+    let deadline = Instant::now() + BROKER_TIMEOUT * 3;
+    while !open.is_empty() {
+        if Instant::now() > deadline {
+            return Err(SourceError::Kafka(format!(
+                "no end-of-partition event for {topic} partitions {open:?}: cannot tell where the data ends"
+            )));
+        }
+        match probe.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => {
+                let end = ends.entry(message.partition()).or_default();
+                *end = (*end).max(message.offset() + 1);
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => drop(open.remove(&p)),
+            Some(Err(e)) => tracing::debug!("kafka: end probe: {e}"),
+            None => {}
+        }
+    }
+    Ok(ends)
+}
+
+/// Per-partition progress of one read.
+struct ReadState {
+    builder: RawBatchBuilder,
+    expected: BTreeMap<i32, i64>,
+    /// Partitions that need nothing more in this read (snapshot or range end, or end of data).
+    done: BTreeSet<i32>,
+}
+
+impl ReadState {
+    fn new(from: BTreeMap<i32, i64>) -> Self {
+        Self {
+            builder: RawBatchBuilder::default(),
+            expected: from,
+            done: BTreeSet::new(),
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.expected.keys().all(|p| self.done.contains(p))
+    }
+}
+
+impl KafkaSource {
+    /// Receives records into `state` until `stop` says so, every partition is done, or the
+    /// broker is silent until `deadline`. `end_of` gives each partition's exclusive end.
+    async fn fill(
+        &mut self,
+        state: &mut ReadState,
+        end_of: impl Fn(i32) -> i64,
+        stop_at_eof: bool,
+        deadline: Option<Instant>,
+        full: impl Fn(&RawBatchBuilder) -> bool,
+    ) -> Result<(), SourceError> {
+        let generation = self.assignment_generation();
+        while !state.all_done() && !full(&state.builder) && self.assignment_generation() == generation {
+            let wait = deadline.map_or(IDLE_TIMEOUT, |d| d.saturating_duration_since(Instant::now()));
+            let Ok(received) = tokio::time::timeout(wait, self.consumer.recv()).await else {
+                break;
+            };
+            match received {
+                Ok(message) => {
+                    let p = message.partition();
+                    let Some(&expected) = state.expected.get(&p) else {
+                        self.fetch_positions.remove(&p); // not asked for: its position is now unknown
+                        continue;
+                    };
+                    let offset = message.offset();
+                    if offset < expected || state.done.contains(&p) {
+                        if offset >= expected {
+                            self.fetch_positions.remove(&p);
+                        }
+                        continue;
+                    }
+                    if offset >= end_of(p) {
+                        self.fetch_positions.remove(&p);
+                        state.done.insert(p);
+                        continue;
+                    }
+                    let timestamp = message.timestamp().to_millis().map(|ms| ms * 1000);
+                    let topic = message.topic();
+                    state
+                        .builder
+                        .push(topic, p, offset, timestamp, message.key(), message.payload());
+                    state.expected.insert(p, offset + 1);
+                    self.fetch_positions.insert(p, offset + 1);
+                    if offset + 1 >= end_of(p) {
+                        state.done.insert(p);
+                    }
+                }
+                Err(KafkaError::PartitionEOF(p)) => {
+                    if stop_at_eof && self.fetch_positions.get(&p) == state.expected.get(&p) {
+                        state.done.insert(p);
+                    }
+                }
+                Err(e) => tracing::warn!("kafka: {e}"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Source for KafkaSource {
+    fn describe(&self) -> String {
+        format!("kafka:{}/{}", self.bootstrap, self.topic)
+    }
+
+    async fn initial_positions(&mut self) -> Result<Positions, SourceError> {
+        let assigned = self.await_assignment().await?;
+        self.starting_positions(assigned.into_iter().collect()).await
+    }
+
+    async fn end_positions(&mut self) -> Result<Positions, SourceError> {
+        let partitions = self.topic_partitions().await?;
+        self.true_ends(partitions).await
+    }
+
+    fn assignment_generation(&self) -> u64 {
+        self.consumer.context().generation.load(Ordering::SeqCst)
+    }
+
+    async fn read_next(&mut self, from: &Positions, limits: &ReadLimits) -> Result<SourceBatch, SourceError> {
+        let start = self.seek_all(&self.partition_offsets(from)).await?;
+        let until = limits.until.as_ref().map(|u| self.partition_offsets(u));
+        let mut state = ReadState::new(start.clone());
+        let end_of = |p: i32| {
+            until
+                .as_ref()
+                .and_then(|u| u.get(&p).copied())
+                .unwrap_or(i64::MAX)
+        };
+        for (&p, &offset) in &start {
+            if offset >= end_of(p) {
+                state.done.insert(p);
+            }
+        }
+        let (max_records, max_bytes) = (limits.max_records, limits.max_bytes);
+        let full = |b: &RawBatchBuilder| b.len() >= max_records || b.bytes() >= max_bytes;
+        self.fill(
+            &mut state,
+            end_of,
+            limits.deadline.is_none(),
+            limits.deadline,
+            full,
+        )
+        .await?;
+        let ranges = start
+            .iter()
+            .map(|(&p, &s)| OffsetRange {
+                topic: self.topic.clone(),
+                partition: p,
+                start: s,
+                end: state.expected[&p],
+            })
+            .collect();
+        Ok(SourceBatch {
+            records: state.builder.finish(),
+            ranges,
+        })
+    }
+
+    async fn read_ranges(&mut self, ranges: &[OffsetRange]) -> Result<RecordBatch, SourceError> {
+        let wanted: BTreeMap<i32, (i64, i64)> = ranges
+            .iter()
+            .filter(|r| r.topic == self.topic && r.end > r.start)
+            .map(|r| (r.partition, (r.start, r.end)))
+            .collect();
+        let starts: BTreeMap<i32, i64> = wanted.iter().map(|(&p, &(s, _))| (p, s)).collect();
+        let fail_on_data_loss = std::mem::replace(&mut self.fail_on_data_loss, true);
+        let sought = self.seek_all(&starts).await;
+        self.fail_on_data_loss = fail_on_data_loss;
+        let start = sought?;
+        let mut state = ReadState::new(start);
+        self.fill(&mut state, |p| wanted[&p].1, true, None, |_| false)
+            .await?;
+        if let Some((p, _)) = state
+            .expected
+            .iter()
+            .find(|(p, o)| **o < wanted[p].1 && !state.done.contains(p))
+        {
+            return Err(SourceError::Kafka(format!(
+                "planned range {}[{p}] {}..{} could not be read again within {IDLE_TIMEOUT:?}",
+                self.topic, wanted[p].0, wanted[p].1
+            )));
+        }
+        Ok(state.builder.finish())
+    }
+
+    async fn commit_positions(&mut self, positions: &Positions) -> Result<(), SourceError> {
+        let offsets = self.partition_offsets(positions);
+        let mut list = TopicPartitionList::new();
+        for (&p, &o) in &offsets {
+            list.add_partition_offset(&self.topic, p, Offset::Offset(o))
+                .map_err(kafka_error("commit offsets"))?;
+        }
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            // Only a mirror of the lake's log: a failed commit costs lag accuracy, not data.
+            tracing::warn!("kafka: committing group offsets failed: {e}");
+        }
+        let highs = self.watermarks(offsets.keys().copied().collect()).await?;
+        self.lag = highs
+            .into_iter()
+            .map(|(p, (_, high))| (format!("{}[{p}]", self.topic), (high - offsets[&p]).max(0)))
+            .collect();
+        Ok(())
+    }
+
+    fn lag(&self, _positions: &Positions) -> BTreeMap<String, i64> {
+        self.lag.clone()
+    }
+}
