@@ -172,6 +172,9 @@ pub struct SynthOptions {
     pub malformed_share: f64,
     /// Epoch seconds of the first post; posts are about 50 ms apart.
     pub start_epoch_secs: i64,
+    /// Sequence number before the first post: post ids (and times) continue from it, so
+    /// generators with different starts never produce the same post id.
+    pub first_sequence: u64,
 }
 
 impl Default for SynthOptions {
@@ -180,6 +183,7 @@ impl Default for SynthOptions {
             seed: 42,
             malformed_share: 0.0,
             start_epoch_secs: 1_795_000_000,
+            first_sequence: 0,
         }
     }
 }
@@ -194,8 +198,8 @@ impl Synth {
     pub fn new(options: SynthOptions) -> Self {
         Self {
             rng: Rng::new(options.seed),
+            sequence: options.first_sequence,
             options,
-            sequence: 0,
         }
     }
 

@@ -56,7 +56,29 @@ pub struct GroupContext {
     generation: AtomicU64,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+}
+
+/// End-of-partition is an expected event here, not an error worth logging.
+fn log_client_error(error: KafkaError, reason: &str) {
+    if !matches!(error, KafkaError::PartitionEOF(_)) {
+        tracing::warn!("kafka: {error}: {reason}");
+    }
+}
+
+/// The end probe's client: only logs real errors.
+struct ProbeContext;
+
+impl ClientContext for ProbeContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(error, reason);
+    }
+}
+
+impl ConsumerContext for ProbeContext {}
 
 impl ConsumerContext for GroupContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -330,7 +352,13 @@ fn probe_ends(
     topic: &str,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let probe: BaseConsumer = config.create().map_err(kafka_error("end probe"))?;
+    // A group id is required to assign partitions; this one never joins or commits.
+    let probe: BaseConsumer<ProbeContext> = config
+        .clone()
+        .set("group.id", "tweetlake-end-probe")
+        .set("enable.auto.commit", "false")
+        .create_with_context(ProbeContext)
+        .map_err(kafka_error("end probe"))?;
     let mut ends = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for &p in partitions {

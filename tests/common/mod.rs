@@ -1,6 +1,7 @@
 //! Shared test helpers: a temporary project, the real binary, and queries over the real lake.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +74,31 @@ impl Project {
              progress_log = {:?}\n{pipeline}\n",
             self.posts_path().display().to_string(),
             self.lake_uri(),
+            self.path("progress.ndjson").display().to_string(),
+        );
+        std::fs::write(self.path("tweetlake.toml"), toml).unwrap();
+    }
+
+    /// Writes `tweetlake.toml` for a Kafka source into the lake at `lake_uri` (with S3
+    /// `storage_options` when given); `pipeline` adds keys to the `[pipeline]` section.
+    pub fn write_kafka_config(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        lake_uri: &str,
+        storage_options: &BTreeMap<String, String>,
+        pipeline: &str,
+    ) {
+        let options: String = storage_options
+            .iter()
+            .map(|(k, v)| format!("{k} = {v:?}\n"))
+            .collect();
+        let toml = format!(
+            "[source]\nkind = \"kafka\"\nbootstrap_servers = {bootstrap:?}\ntopic = {topic:?}\n\
+             group_id = \"tweetlake-{topic}\"\nassignment_timeout = \"30s\"\n\n\
+             [source.kafka_options]\n\"session.timeout.ms\" = \"6000\"\n\n\
+             [lake]\nuri = {lake_uri:?}\n\n[lake.storage_options]\n{options}\n\
+             [pipeline]\nname = \"test\"\nprogress_log = {:?}\n{pipeline}\n",
             self.path("progress.ndjson").display().to_string(),
         );
         std::fs::write(self.path("tweetlake.toml"), toml).unwrap();
@@ -201,4 +227,184 @@ pub fn synth_good_count(text: &[u8]) -> i64 {
 pub fn synth_bad_count(text: &[u8]) -> i64 {
     let lines = text.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as i64;
     lines - synth_good_count(text)
+}
+
+/// The test broker (`scripts/services.sh` exports it), or `None` to skip outside CI.
+pub fn kafka_bootstrap() -> Option<String> {
+    service_env("TWEETLAKE_TEST_KAFKA")
+}
+
+/// S3 endpoint, bucket and options of the test object store, or `None` to skip outside CI.
+pub fn s3_lake(prefix: &str) -> Option<(String, BTreeMap<String, String>)> {
+    let endpoint = service_env("TWEETLAKE_TEST_S3_ENDPOINT")?;
+    let bucket = std::env::var("TWEETLAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "tweetlake-test".into());
+    let unique = format!("{prefix}-{}-{}", std::process::id(), unique_suffix());
+    let options = BTreeMap::from([
+        ("AWS_ENDPOINT_URL".to_string(), endpoint),
+        ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
+        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST".to_string(), "false".to_string()),
+        ("AWS_REGION".to_string(), std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())),
+    ]);
+    Some((format!("s3://{bucket}/{unique}"), options))
+}
+
+/// A name no other test of this run uses.
+pub fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:x}{}", NEXT.fetch_add(1, Ordering::SeqCst))
+}
+
+fn service_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: CI must run the tests through scripts/test.sh, which starts the services")
+        }
+        _ => {
+            eprintln!("skipping: {var} is not set (run scripts/test.sh, which starts the services)");
+            None
+        }
+    }
+}
+
+/// Runs `sql` over the lake at `uri` reached with `options` (S3).
+pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql: &str) -> Vec<RecordBatch> {
+    let lake = Lake::new(uri, options).unwrap();
+    let ctx = SessionContext::new();
+    for table in ["bronze", "dlq", "silver.tweets", "gold.company_minute", "gold.hashtag_hour"] {
+        lake.register_table(&ctx, table).await.unwrap();
+    }
+    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+pub mod kafka {
+    use std::time::Duration;
+
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::ClientConfig;
+
+    pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .unwrap();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = admin.create_topics([&new], &AdminOptions::new()).await.unwrap();
+        for result in results {
+            result.unwrap();
+        }
+    }
+
+    /// Produces every non-blank line of `jsonl`, spreading them over `partitions` in turn, and
+    /// waits for every delivery.
+    pub async fn produce_lines(bootstrap: &str, topic: &str, partitions: i32, jsonl: &[u8]) -> usize {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("linger.ms", "5")
+            .create()
+            .unwrap();
+        let lines: Vec<&[u8]> = jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()).collect();
+        let deliveries: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                let key = i.to_string();
+                let record = FutureRecord::to(topic)
+                    .partition(i as i32 % partitions)
+                    .key(&key)
+                    .payload(*line);
+                producer.send_result(record).unwrap()
+            })
+            .collect();
+        for delivery in deliveries {
+            delivery.await.unwrap().unwrap();
+        }
+        lines.len()
+    }
+
+    /// The group's committed offset per partition (-1 when none).
+    pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition(topic, p);
+        }
+        let committed = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+        let offsets = committed
+            .elements()
+            .iter()
+            .map(|e| e.offset().to_raw().unwrap_or(-1))
+            .collect();
+        drop(committed); // before the consumer: rdkafka blocks on drop otherwise
+        offsets
+    }
+}
+
+/// A TCP forwarder to a real server that a test can cut (refusing and dropping every
+/// connection) and restore, to make the server unreachable for a while.
+pub mod proxy {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use tokio::net::{TcpListener, TcpStream};
+
+    pub struct Proxy {
+        pub port: u16,
+        cut: Arc<AtomicBool>,
+    }
+
+    impl Proxy {
+        /// Forwards 127.0.0.1:<port> to `target` (host:port) on its own thread and runtime.
+        pub fn start(target: String) -> Self {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.set_nonblocking(true).unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let cut = Arc::new(AtomicBool::new(false));
+            let flag = Arc::clone(&cut);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async { serve(TcpListener::from_std(listener).unwrap(), target, flag).await });
+            });
+            Self { port, cut }
+        }
+
+        pub fn set_cut(&self, cut: bool) {
+            self.cut.store(cut, Ordering::SeqCst);
+        }
+    }
+
+    async fn serve(listener: TcpListener, target: String, cut: Arc<AtomicBool>) {
+        loop {
+            let Ok((mut client, _)) = listener.accept().await else { continue };
+            if cut.load(Ordering::SeqCst) {
+                continue; // dropped: the client sees a reset
+            }
+            let (target, cut) = (target.clone(), Arc::clone(&cut));
+            tokio::spawn(async move {
+                let Ok(mut server) = TcpStream::connect(&target).await else { return };
+                let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                tokio::pin!(copy);
+                loop {
+                    tokio::select! {
+                        _ = &mut copy => return,
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
+                            if cut.load(Ordering::SeqCst) { return; }
+                        }
+                    }
+                }
+            });
+        }
+    }
 }

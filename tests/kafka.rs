@@ -1,0 +1,251 @@
+//! The production path against the real broker and object store from `scripts/services.sh`:
+//! Kafka in, Delta out (local disk and S3), exactly once through crashes, outages and rebalances.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::kafka::{committed_offsets, create_topic, produce_lines};
+use common::{kafka_bootstrap, query_lake_with, s3_lake, scalar_i64, synth_bad_count, synth_good_count};
+use common::{unique_suffix, wait_bounded, Project};
+use tweetlake::produce::synth::{self, SynthOptions};
+
+const PARTITIONS: i32 = 4;
+
+struct Topic {
+    bootstrap: String,
+    name: String,
+}
+
+/// A fresh topic of PARTITIONS partitions holding `count` synthetic posts (5% malformed).
+async fn topic_with_posts(count: usize, seed: u64) -> Option<(Topic, Vec<u8>)> {
+    let bootstrap = kafka_bootstrap()?;
+    let name = format!("posts-{}", unique_suffix());
+    create_topic(&bootstrap, &name, PARTITIONS).await;
+    let posts = posts(count, seed);
+    produce_lines(&bootstrap, &name, PARTITIONS, &posts).await;
+    Some((Topic { bootstrap, name }, posts))
+}
+
+fn posts(count: usize, seed: u64) -> Vec<u8> {
+    let options = SynthOptions {
+        malformed_share: 0.05,
+        seed,
+        first_sequence: seed * 1_000_000, // distinct post ids for every seed
+        ..Default::default()
+    };
+    synth::jsonl(options, count)
+}
+
+/// Every table holds each post of `posts` exactly once.
+async fn assert_exactly_once(uri: &str, options: &BTreeMap<String, String>, posts: &[u8]) {
+    let count = |sql: &'static str| async move { scalar_i64(&query_lake_with(uri, options, sql).await) };
+    let (good, bad) = (synth_good_count(posts), synth_bad_count(posts));
+    assert_eq!(count("SELECT count(*) FROM bronze").await, good, "bronze rows");
+    assert_eq!(
+        count("SELECT count(DISTINCT (_partition, _offset)) FROM bronze").await,
+        good,
+        "bronze offsets"
+    );
+    assert_eq!(count("SELECT count(*) FROM silver.tweets").await, good, "silver rows");
+    assert_eq!(count("SELECT count(DISTINCT id) FROM silver.tweets").await, good, "silver ids");
+    assert_eq!(count("SELECT count(*) FROM dlq").await, bad, "dead letters");
+    assert_eq!(
+        count("SELECT sum(posts) FROM gold.company_minute").await,
+        count("SELECT count(*) FROM silver.tweets WHERE company IS NOT NULL").await,
+        "gold sums equal silver"
+    );
+}
+
+fn assert_success(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The end offset per partition that the progress lines reached.
+fn reached_offsets(reports: &[serde_json::Value]) -> BTreeMap<i64, i64> {
+    let mut ends = BTreeMap::new();
+    for range in reports.iter().flat_map(|r| r["offsets"].as_array().unwrap()) {
+        let end = ends.entry(range["partition"].as_i64().unwrap()).or_insert(0);
+        *end = range["end"].as_i64().unwrap().max(*end);
+    }
+    ends
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_drains_the_topic_exactly_once_and_mirrors_group_offsets() {
+    let Some((topic, posts)) = topic_with_posts(800, 5).await else { return };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(&topic.bootstrap, &topic.name, &lake, &BTreeMap::new(), "max_records_per_batch = 300");
+
+    assert_success(&project.run(&["run", "--once"], &[]));
+    assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+    let reports = project.progress();
+    assert!(reports.len() >= 3, "800 records in batches of at most 300");
+    let ends = reached_offsets(&reports);
+    assert_eq!(ends.values().sum::<i64>(), 800, "every offset of every partition was read");
+    let committed = committed_offsets(&topic.bootstrap, &format!("tweetlake-{}", topic.name), &topic.name, PARTITIONS);
+    assert_eq!(committed, ends.values().copied().collect::<Vec<_>>(), "group offsets mirror the log");
+
+    assert_success(&project.run(&["run", "--once"], &[]));
+    assert_eq!(project.progress().len(), reports.len(), "a second run finds nothing new");
+    assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn once_writes_an_s3_lake_exactly_once() {
+    let Some((uri, options)) = s3_lake("once") else { return };
+    let Some((topic, posts)) = topic_with_posts(500, 6).await else { return };
+    let project = Project::new();
+    project.write_kafka_config(&topic.bootstrap, &topic.name, &uri, &options, "max_records_per_batch = 200");
+    assert_success(&project.run(&["run", "--once"], &[]));
+    assert_exactly_once(&uri, &options, &posts).await;
+}
+
+async fn crash_then_recover(point: &str, uri: String, options: BTreeMap<String, String>) {
+    let Some((topic, posts)) = topic_with_posts(600, 7).await else { return };
+    let project = Project::new();
+    project.write_kafka_config(&topic.bootstrap, &topic.name, &uri, &options, "max_records_per_batch = 200");
+    let fault = format!("{point}#1");
+    let crashed = project.run(&["run", "--once"], &[("TWEETLAKE_FAULT", &fault)]);
+    assert_eq!(crashed.status.signal(), Some(9), "{point}: {crashed:?}");
+    assert_success(&project.run(&["run", "--once"], &[]));
+    let reports = project.progress();
+    assert!(reports.iter().any(|r| r["rerun"] == true), "{point}: batch 1 was re-run");
+    assert_exactly_once(&uri, &options, &posts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_decode_between_tables_and_before_the_marker_keeps_exactly_once() {
+    for point in ["after_decode", "after_commit:bronze", "after_commit:silver.tweets", "before_marker"] {
+        let project = Project::new();
+        crash_then_recover(point, project.lake_uri(), BTreeMap::new()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_between_table_commits_on_s3_keeps_exactly_once() {
+    let Some((uri, options)) = s3_lake("crash") else { return };
+    crash_then_recover("after_commit:silver.tweets", uri, options).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
+    let Some((_, mut options)) = s3_lake("outage") else { return };
+    let Some((topic, posts)) = topic_with_posts(600, 8).await else { return };
+    let endpoint = options["AWS_ENDPOINT_URL"].trim_start_matches("http://").to_string();
+    let proxy = common::proxy::Proxy::start(endpoint);
+    options.insert("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{}", proxy.port));
+    let bucket = std::env::var("TWEETLAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "tweetlake-test".into());
+    let uri = format!("s3://{bucket}/outage-{}", unique_suffix());
+    let project = Project::new();
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &uri,
+        &options,
+        "max_records_per_batch = 100\nretry_backoff = \"200ms\"\nretry_backoff_max = \"1s\"\nmax_retries = 30",
+    );
+    let runner = project.command(&["run", "--once"]).spawn().unwrap();
+    wait_for(|| !project.progress().is_empty(), "the first batch");
+    proxy.set_cut(true);
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(4) {
+        std::thread::park_timeout(Duration::from_millis(100)); // the outage itself, not a sync
+    }
+    proxy.set_cut(false);
+    let output = wait_bounded(runner);
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("retrying in"), "the outage was seen and retried: {stderr}");
+    assert_exactly_once(&uri, &options, &posts).await;
+}
+
+/// Polls `condition` until it holds, failing the test after two minutes.
+fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+fn interrupt(child: &Child) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
+    let Some((topic, first)) = topic_with_posts(400, 9).await else { return };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &lake,
+        &BTreeMap::new(),
+        "max_records_per_batch = 100\ntrigger_interval = \"500ms\"",
+    );
+    let progress_of = |name: &str| project.path(name).display().to_string();
+    let start = |name: &str| {
+        let mut command = project.command(&["run"]);
+        command.env("TWEETLAKE_PIPELINE__PROGRESS_LOG", progress_of(name));
+        command.spawn().unwrap()
+    };
+    let lines = |name: &str| {
+        std::fs::read_to_string(project.path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let a = start("a.ndjson");
+    wait_for(|| lines("a.ndjson").len() >= 2, "runner A's first batches");
+    let b = start("b.ndjson");
+    // Keep posts coming until B, after the rebalance, has some of them to process.
+    let mut everything = first;
+    let mut seed = 100;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines("b.ndjson").is_empty() {
+        assert!(Instant::now() < deadline, "runner B never got a partition with data");
+        let more = posts(40, seed);
+        produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &more).await;
+        everything.extend_from_slice(&more);
+        seed += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await; // produce pacing, not a sync
+    }
+    interrupt(&a);
+    assert_success(&wait_bounded(a));
+
+    let last = posts(600, 10);
+    produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &last).await;
+    everything.extend_from_slice(&last);
+    let total = everything.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as i64;
+    wait_for(
+        || {
+            let mut all = lines("a.ndjson");
+            all.extend(lines("b.ndjson"));
+            reached_offsets(&all).values().sum::<i64>() >= total
+        },
+        "every offset committed by A or B",
+    );
+    interrupt(&b);
+    assert_success(&wait_bounded(b));
+
+    assert_exactly_once(&lake, &BTreeMap::new(), &everything).await;
+    let b_partitions: std::collections::BTreeSet<i64> = lines("b.ndjson")
+        .iter()
+        .flat_map(|r| r["offsets"].as_array().unwrap().clone())
+        .filter(|r| r["end"].as_i64() > r["start"].as_i64())
+        .map(|r| r["partition"].as_i64().unwrap())
+        .collect();
+    assert_eq!(b_partitions.len(), PARTITIONS as usize, "B took over every partition after A left");
+}
