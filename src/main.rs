@@ -72,12 +72,23 @@ enum Command {
         /// Where to write the benchmark lakes [default: a temporary directory].
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Benchmark Kafka -> SQL -> Delta against this broker instead (host:port), beside the
+        /// raw consume rate of the same topic.
+        #[arg(long)]
+        kafka: Option<String>,
+        /// Partitions of the benchmark topic (with --kafka).
+        #[arg(long, default_value_t = 6, requires = "kafka")]
+        partitions: i32,
+        /// Also run end to end into this S3 lake, e.g. s3://bucket/prefix (with --kafka;
+        /// storage options come from the AWS_* environment).
+        #[arg(long, requires = "kafka")]
+        s3_lake: Option<String>,
     },
 }
 
 #[derive(Subcommand)]
 enum Produce {
-    /// Generate realistic synthetic X v2 stream messages as JSONL, deterministic for a seed.
+    /// Generate realistic synthetic X v2 stream messages, deterministic for a seed.
     Synth {
         /// Number of messages.
         #[arg(long, default_value_t = 1000)]
@@ -88,10 +99,42 @@ enum Produce {
         /// Share of malformed records (bad JSON, wrong types), 0.0 to 1.0.
         #[arg(long, default_value_t = 0.0)]
         malformed_share: f64,
-        /// Write to this file instead of stdout.
-        #[arg(short, long)]
-        output: Option<PathBuf>,
+        /// Messages per second [default: as fast as possible].
+        #[arg(long)]
+        rate: Option<f64>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
+    /// Replay a JSONL(.gz) file of stream messages, one message per line.
+    Replay {
+        /// The file to replay.
+        file: PathBuf,
+        /// Messages per second [default: as fast as possible].
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Start over after the last line, until interrupted.
+        #[arg(long = "loop")]
+        repeat: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+/// Where produced messages go: stdout (default), a file, or Kafka.
+#[derive(clap::Args)]
+struct TargetArgs {
+    /// Write JSONL to this file instead of stdout.
+    #[arg(short, long, conflicts_with = "kafka")]
+    output: Option<PathBuf>,
+    /// Publish to Kafka: the config's source.bootstrap_servers and source.topic (key = post id).
+    #[arg(long)]
+    kafka: bool,
+    /// Override source.bootstrap_servers (with --kafka).
+    #[arg(long, requires = "kafka")]
+    bootstrap_servers: Option<String>,
+    /// Override source.topic (with --kafka).
+    #[arg(long, requires = "kafka")]
+    topic: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -107,16 +150,29 @@ fn main() -> ExitCode {
             Command::Run { once } => commands::run(cli.config.as_deref(), once).await,
             Command::Plan => commands::plan(cli.config.as_deref()).await,
             Command::Init { dir, force } => commands::init(&dir, force),
-            Command::Produce {
-                what:
-                    Produce::Synth {
-                        count,
-                        seed,
-                        malformed_share,
-                        output,
-                    },
-            } => commands::synth(count, seed, malformed_share, output.as_deref()),
-            Command::Bench { records, batch, dir } => commands::bench(records, batch, dir.as_deref()).await,
+            Command::Produce { what } => produce(what, cli.config.as_deref()),
+            Command::Bench {
+                records,
+                batch,
+                dir,
+                kafka: None,
+                ..
+            } => commands::bench(records, batch, dir.as_deref()).await,
+            Command::Bench {
+                records,
+                batch,
+                dir,
+                kafka: Some(bootstrap),
+                partitions,
+                s3_lake,
+            } => {
+                let kafka = commands::KafkaBench {
+                    bootstrap: &bootstrap,
+                    partitions,
+                    s3_lake: s3_lake.as_deref(),
+                };
+                commands::bench_kafka(records, batch, kafka, dir.as_deref()).await
+            }
         }
     });
     match result {
@@ -125,5 +181,59 @@ fn main() -> ExitCode {
             eprintln!("error: {}", commands::one_line(&error));
             ExitCode::FAILURE
         }
+    }
+}
+
+fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use commands::Pace;
+    let target_config = |target: &TargetArgs| -> anyhow::Result<Option<tweetlake::config::Config>> {
+        if !target.kafka {
+            return Ok(None);
+        }
+        let mut config = commands::load_config(config_path)?;
+        if let Some(bootstrap) = &target.bootstrap_servers {
+            config.source.bootstrap_servers = bootstrap.clone();
+        }
+        if let Some(topic) = &target.topic {
+            config.source.topic = topic.clone();
+        }
+        Ok(Some(config))
+    };
+    match what {
+        Produce::Synth {
+            count,
+            seed,
+            malformed_share,
+            rate,
+            target,
+        } => {
+            let config = target_config(&target)?;
+            let options = tweetlake::produce::synth::SynthOptions {
+                seed,
+                malformed_share,
+                ..Default::default()
+            };
+            commands::synth(count, options, target_of(&target, &config), rate)
+        }
+        Produce::Replay {
+            file,
+            rate,
+            repeat,
+            target,
+        } => {
+            let config = target_config(&target)?;
+            commands::replay(&file, target_of(&target, &config), Pace { rate, repeat })
+        }
+    }
+}
+
+fn target_of<'a>(
+    args: &'a TargetArgs,
+    config: &'a Option<tweetlake::config::Config>,
+) -> commands::Target<'a> {
+    match (config, &args.output) {
+        (Some(config), _) => commands::Target::Kafka(config),
+        (None, Some(path)) => commands::Target::File(path.as_path()),
+        (None, None) => commands::Target::Stdout,
     }
 }

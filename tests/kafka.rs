@@ -50,8 +50,16 @@ async fn assert_exactly_once(uri: &str, options: &BTreeMap<String, String>, post
         good,
         "bronze offsets"
     );
-    assert_eq!(count("SELECT count(*) FROM silver.tweets").await, good, "silver rows");
-    assert_eq!(count("SELECT count(DISTINCT id) FROM silver.tweets").await, good, "silver ids");
+    assert_eq!(
+        count("SELECT count(*) FROM silver.tweets").await,
+        good,
+        "silver rows"
+    );
+    assert_eq!(
+        count("SELECT count(DISTINCT id) FROM silver.tweets").await,
+        good,
+        "silver ids"
+    );
     assert_eq!(count("SELECT count(*) FROM dlq").await, bad, "dead letters");
     assert_eq!(
         count("SELECT sum(posts) FROM gold.company_minute").await,
@@ -81,51 +89,102 @@ fn reached_offsets(reports: &[serde_json::Value]) -> BTreeMap<i64, i64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn once_drains_the_topic_exactly_once_and_mirrors_group_offsets() {
-    let Some((topic, posts)) = topic_with_posts(800, 5).await else { return };
+    let Some((topic, posts)) = topic_with_posts(800, 5).await else {
+        return;
+    };
     let project = Project::new();
     let lake = project.lake_uri();
-    project.write_kafka_config(&topic.bootstrap, &topic.name, &lake, &BTreeMap::new(), "max_records_per_batch = 300");
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &lake,
+        &BTreeMap::new(),
+        "max_records_per_batch = 300",
+    );
 
     assert_success(&project.run(&["run", "--once"], &[]));
     assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
     let reports = project.progress();
     assert!(reports.len() >= 3, "800 records in batches of at most 300");
     let ends = reached_offsets(&reports);
-    assert_eq!(ends.values().sum::<i64>(), 800, "every offset of every partition was read");
-    let committed = committed_offsets(&topic.bootstrap, &format!("tweetlake-{}", topic.name), &topic.name, PARTITIONS);
-    assert_eq!(committed, ends.values().copied().collect::<Vec<_>>(), "group offsets mirror the log");
+    assert_eq!(
+        ends.values().sum::<i64>(),
+        800,
+        "every offset of every partition was read"
+    );
+    let committed = committed_offsets(
+        &topic.bootstrap,
+        &format!("tweetlake-{}", topic.name),
+        &topic.name,
+        PARTITIONS,
+    );
+    assert_eq!(
+        committed,
+        ends.values().copied().collect::<Vec<_>>(),
+        "group offsets mirror the log"
+    );
 
     assert_success(&project.run(&["run", "--once"], &[]));
-    assert_eq!(project.progress().len(), reports.len(), "a second run finds nothing new");
+    assert_eq!(
+        project.progress().len(),
+        reports.len(),
+        "a second run finds nothing new"
+    );
     assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn once_writes_an_s3_lake_exactly_once() {
-    let Some((uri, options)) = s3_lake("once") else { return };
-    let Some((topic, posts)) = topic_with_posts(500, 6).await else { return };
+    let Some((uri, options)) = s3_lake("once") else {
+        return;
+    };
+    let Some((topic, posts)) = topic_with_posts(500, 6).await else {
+        return;
+    };
     let project = Project::new();
-    project.write_kafka_config(&topic.bootstrap, &topic.name, &uri, &options, "max_records_per_batch = 200");
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &uri,
+        &options,
+        "max_records_per_batch = 200",
+    );
     assert_success(&project.run(&["run", "--once"], &[]));
     assert_exactly_once(&uri, &options, &posts).await;
 }
 
 async fn crash_then_recover(point: &str, uri: String, options: BTreeMap<String, String>) {
-    let Some((topic, posts)) = topic_with_posts(600, 7).await else { return };
+    let Some((topic, posts)) = topic_with_posts(600, 7).await else {
+        return;
+    };
     let project = Project::new();
-    project.write_kafka_config(&topic.bootstrap, &topic.name, &uri, &options, "max_records_per_batch = 200");
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &uri,
+        &options,
+        "max_records_per_batch = 200",
+    );
     let fault = format!("{point}#1");
     let crashed = project.run(&["run", "--once"], &[("TWEETLAKE_FAULT", &fault)]);
     assert_eq!(crashed.status.signal(), Some(9), "{point}: {crashed:?}");
     assert_success(&project.run(&["run", "--once"], &[]));
     let reports = project.progress();
-    assert!(reports.iter().any(|r| r["rerun"] == true), "{point}: batch 1 was re-run");
+    assert!(
+        reports.iter().any(|r| r["rerun"] == true),
+        "{point}: batch 1 was re-run"
+    );
     assert_exactly_once(&uri, &options, &posts).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_decode_between_tables_and_before_the_marker_keeps_exactly_once() {
-    for point in ["after_decode", "after_commit:bronze", "after_commit:silver.tweets", "before_marker"] {
+    for point in [
+        "after_decode",
+        "after_commit:bronze",
+        "after_commit:silver.tweets",
+        "before_marker",
+    ] {
         let project = Project::new();
         crash_then_recover(point, project.lake_uri(), BTreeMap::new()).await;
     }
@@ -133,17 +192,28 @@ async fn kill_9_mid_decode_between_tables_and_before_the_marker_keeps_exactly_on
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_between_table_commits_on_s3_keeps_exactly_once() {
-    let Some((uri, options)) = s3_lake("crash") else { return };
+    let Some((uri, options)) = s3_lake("crash") else {
+        return;
+    };
     crash_then_recover("after_commit:silver.tweets", uri, options).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
-    let Some((_, mut options)) = s3_lake("outage") else { return };
-    let Some((topic, posts)) = topic_with_posts(600, 8).await else { return };
-    let endpoint = options["AWS_ENDPOINT_URL"].trim_start_matches("http://").to_string();
+    let Some((_, mut options)) = s3_lake("outage") else {
+        return;
+    };
+    let Some((topic, posts)) = topic_with_posts(600, 8).await else {
+        return;
+    };
+    let endpoint = options["AWS_ENDPOINT_URL"]
+        .trim_start_matches("http://")
+        .to_string();
     let proxy = common::proxy::Proxy::start(endpoint);
-    options.insert("AWS_ENDPOINT_URL".into(), format!("http://127.0.0.1:{}", proxy.port));
+    options.insert(
+        "AWS_ENDPOINT_URL".into(),
+        format!("http://127.0.0.1:{}", proxy.port),
+    );
     let bucket = std::env::var("TWEETLAKE_TEST_S3_BUCKET").unwrap_or_else(|_| "tweetlake-test".into());
     let uri = format!("s3://{bucket}/outage-{}", unique_suffix());
     let project = Project::new();
@@ -165,7 +235,10 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
     let output = wait_bounded(runner);
     assert_success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("retrying in"), "the outage was seen and retried: {stderr}");
+    assert!(
+        stderr.contains("retrying in"),
+        "the outage was seen and retried: {stderr}"
+    );
     assert_exactly_once(&uri, &options, &posts).await;
 }
 
@@ -184,7 +257,9 @@ fn interrupt(child: &Child) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
-    let Some((topic, first)) = topic_with_posts(400, 9).await else { return };
+    let Some((topic, first)) = topic_with_posts(400, 9).await else {
+        return;
+    };
     let project = Project::new();
     let lake = project.lake_uri();
     project.write_kafka_config(
@@ -215,7 +290,10 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     let mut seed = 100;
     let deadline = Instant::now() + Duration::from_secs(120);
     while lines("b.ndjson").is_empty() {
-        assert!(Instant::now() < deadline, "runner B never got a partition with data");
+        assert!(
+            Instant::now() < deadline,
+            "runner B never got a partition with data"
+        );
         let more = posts(40, seed);
         produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &more).await;
         everything.extend_from_slice(&more);
@@ -228,7 +306,10 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     let last = posts(600, 10);
     produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &last).await;
     everything.extend_from_slice(&last);
-    let total = everything.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as i64;
+    let total = everything
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count() as i64;
     wait_for(
         || {
             let mut all = lines("a.ndjson");
@@ -247,5 +328,9 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         .filter(|r| r["end"].as_i64() > r["start"].as_i64())
         .map(|r| r["partition"].as_i64().unwrap())
         .collect();
-    assert_eq!(b_partitions.len(), PARTITIONS as usize, "B took over every partition after A left");
+    assert_eq!(
+        b_partitions.len(),
+        PARTITIONS as usize,
+        "B took over every partition after A left"
+    );
 }

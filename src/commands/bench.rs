@@ -8,9 +8,10 @@ use tweetlake::config::Config;
 use tweetlake::decode::{BatchContext, MessageDecoder};
 use tweetlake::embedded;
 use tweetlake::pipeline::{table_writes, Pipeline, RunMode};
+use tweetlake::produce::kafka::KafkaPublisher;
 use tweetlake::produce::synth::{self, SynthOptions};
 use tweetlake::sink::{DeltaSink, Lake};
-use tweetlake::source::{FileSource, Positions, ReadLimits, Source};
+use tweetlake::source::{FileSource, KafkaSource, Positions, ReadLimits, Source};
 
 /// Throughput of one stage over the whole data set.
 struct Stage {
@@ -150,4 +151,153 @@ async fn stage_timings(
             elapsed: write,
         },
     ])
+}
+
+/// Where the Kafka benchmark runs: a broker, and optionally an S3 lake besides local disk.
+pub struct KafkaBench<'a> {
+    pub bootstrap: &'a str,
+    pub partitions: i32,
+    pub s3_lake: Option<&'a str>,
+}
+
+/// Kafka -> SQL -> Delta end to end on the real broker, beside the raw consume rate of the
+/// same topic, so the ratio to the limit is visible.
+pub async fn bench_kafka(
+    records: usize,
+    batch: usize,
+    kafka: KafkaBench<'_>,
+    dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let dir = dir.map_or_else(
+        || std::env::temp_dir().join(format!("tweetlake-bench-{}", std::process::id())),
+        PathBuf::from,
+    );
+    let data = synth::jsonl(SynthOptions::default(), records);
+    let megabytes = data.len() as f64 / 1e6;
+    let topic = format!("tweetlake-bench-{}", std::process::id());
+    create_topic(kafka.bootstrap, &topic, kafka.partitions).await?;
+
+    let mut config = Config::default();
+    config.source.bootstrap_servers = kafka.bootstrap.to_string();
+    config.source.topic = topic.clone();
+    config.pipeline.max_records_per_batch = batch;
+    config.pipeline.progress_log = dir.join("progress.ndjson").display().to_string();
+    std::fs::create_dir_all(&dir)?;
+
+    let publisher = KafkaPublisher::connect(kafka.bootstrap, &topic, &Default::default())?;
+    let started = Instant::now();
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        publisher.publish(b"", line)?;
+    }
+    publisher.flush()?;
+    let mut rows = vec![("produce".to_string(), started.elapsed())];
+
+    let started = Instant::now();
+    let consumed = tokio::task::spawn_blocking({
+        let (bootstrap, topic) = (kafka.bootstrap.to_string(), topic.clone());
+        move || raw_consume(&bootstrap, &topic)
+    })
+    .await??;
+    rows.push(("raw consume".to_string(), started.elapsed()));
+    anyhow::ensure!(
+        consumed == records,
+        "raw consumer read {consumed} of {records} records"
+    );
+
+    let mut lakes = vec![("local disk".to_string(), dir.join("lake").display().to_string())];
+    if let Some(uri) = kafka.s3_lake {
+        lakes.push((
+            "s3".to_string(),
+            format!("{}/{}", uri.trim_end_matches('/'), topic),
+        ));
+    }
+    for (name, uri) in lakes {
+        config.lake.uri = uri;
+        config.pipeline.name = format!("bench-{}", name.replace(' ', "-"));
+        config.source.group_id = format!("{topic}-{}", config.pipeline.name);
+        let source = KafkaSource::connect(&config.source, "tweetlake-bench").await?;
+        let models = embedded::models(&[config.dlq.table.as_str()])?;
+        let mut pipeline = Pipeline::new(&config, source, models)?;
+        let (_stop, stopped) = watch::channel(false);
+        let started = Instant::now();
+        let summary = pipeline.run(RunMode::Once, stopped).await?;
+        rows.push((format!("end to end, {name}"), started.elapsed()));
+        anyhow::ensure!(
+            summary.input_rows == records,
+            "{name}: read {} of {records}",
+            summary.input_rows
+        );
+    }
+
+    println!(
+        "{records} posts, {megabytes:.1} MB, topic {topic} ({} partitions)",
+        kafka.partitions
+    );
+    println!(
+        "{:<24} {:>10} {:>14} {:>10} {:>8}",
+        "stage", "seconds", "records/s", "MB/s", "vs raw"
+    );
+    let raw = rows[1].1.as_secs_f64();
+    for (name, elapsed) in &rows {
+        let secs = elapsed.as_secs_f64();
+        println!(
+            "{name:<24} {secs:>10.2} {:>14.0} {:>10.1} {:>7.0}%",
+            records as f64 / secs,
+            megabytes / secs,
+            100.0 * raw / secs
+        );
+    }
+    println!("peak resident memory: {:.0} MiB", peak_rss_mib());
+    Ok(())
+}
+
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
+        result.map_err(|(topic, code)| anyhow::anyhow!("create topic {topic}: {code}"))?;
+    }
+    Ok(())
+}
+
+/// Reads the whole topic with a plain consumer, doing nothing with the records: the limit.
+fn raw_consume(bootstrap: &str, topic: &str) -> anyhow::Result<usize> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::error::KafkaError;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-raw"))
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata.topics()[0].partitions().len();
+    let mut list = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        list.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    let (mut count, mut at_end) = (0, 0);
+    while at_end < partitions {
+        match consumer.poll(Duration::from_secs(10)) {
+            Some(Ok(message)) => count += usize::from(rdkafka::Message::payload(&message).is_some()),
+            Some(Err(KafkaError::PartitionEOF(_))) => at_end += 1,
+            Some(Err(e)) => anyhow::bail!("raw consume: {e}"),
+            None => anyhow::bail!("raw consume: no record for 10 s"),
+        }
+    }
+    Ok(count)
+}
+
+/// The process's peak resident set size (Linux; 0 elsewhere).
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
 }

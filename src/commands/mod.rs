@@ -17,10 +17,10 @@ use tweetlake::config::Config;
 use tweetlake::embedded;
 use tweetlake::transform::ModelSet;
 
-pub use bench::bench;
+pub use bench::{bench, bench_kafka, KafkaBench};
 pub use demo::demo;
 pub use init::init;
-pub use produce::synth;
+pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
 
 /// The config file used when `--config` is not given, if it exists.

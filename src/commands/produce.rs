@@ -1,31 +1,132 @@
-use std::io::Write;
+use std::io::{BufRead, Write};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use tweetlake::config::Config;
+use tweetlake::produce::kafka::{post_id, KafkaPublisher};
 use tweetlake::produce::synth::{Synth, SynthOptions};
 
-/// Writes `count` synthetic messages as JSONL to `output` or stdout.
-pub fn synth(count: usize, seed: u64, malformed_share: f64, output: Option<&Path>) -> anyhow::Result<()> {
+/// Where produced messages go.
+pub enum Target<'a> {
+    Stdout,
+    File(&'a Path),
+    /// The configured Kafka topic (`source.bootstrap_servers`, `source.topic`).
+    Kafka(&'a Config),
+}
+
+/// Pacing and repetition of a stream of messages.
+#[derive(Clone, Copy)]
+pub struct Pace {
+    /// Messages per second; `None` is as fast as possible.
+    pub rate: Option<f64>,
+    /// Start again at the first message after the last (replay only).
+    pub repeat: bool,
+}
+
+/// Writes `count` synthetic messages to `target`.
+pub fn synth(
+    count: usize,
+    options: SynthOptions,
+    target: Target<'_>,
+    rate: Option<f64>,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
-        (0.0..=1.0).contains(&malformed_share),
+        (0.0..=1.0).contains(&options.malformed_share),
         "--malformed-share must be between 0 and 1"
     );
-    let mut out: Box<dyn Write> = match output {
-        Some(path) => {
-            Box::new(std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?)
+    let mut synth = Synth::new(options);
+    let messages = (0..count).map(move |_| synth.next_message().into_bytes());
+    send_all(messages, target, Pace { rate, repeat: false })
+}
+
+/// Replays the JSONL(.gz) file at `path` (one stream message per line) to `target`.
+pub fn replay(path: &Path, target: Target<'_>, pace: Pace) -> anyhow::Result<()> {
+    let read_lines = || -> anyhow::Result<Vec<Vec<u8>>> {
+        let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+        let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(std::io::BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+        } else {
+            Box::new(std::io::BufReader::new(file))
+        };
+        let mut lines = Vec::new();
+        for line in reader.split(b'\n') {
+            let mut line = line.with_context(|| format!("read {}", path.display()))?;
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                lines.push(line);
+            }
         }
-        None => Box::new(std::io::stdout().lock()),
+        Ok(lines)
     };
-    let mut out = std::io::BufWriter::new(&mut out);
-    let mut synth = Synth::new(SynthOptions {
-        seed,
-        malformed_share,
-        ..Default::default()
+    let lines = read_lines()?;
+    anyhow::ensure!(!lines.is_empty(), "{} holds no messages", path.display());
+    let rounds = if pace.repeat { usize::MAX } else { 1 };
+    let messages = std::iter::repeat_n(lines, rounds).flatten();
+    send_all(messages, target, pace)
+}
+
+fn send_all(messages: impl Iterator<Item = Vec<u8>>, target: Target<'_>, pace: Pace) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut paced = messages.enumerate().map(|(i, message)| {
+        if let Some(rate) = pace.rate {
+            let due = started + Duration::from_secs_f64(i as f64 / rate);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        message
     });
-    for _ in 0..count {
-        writeln!(out, "{}", synth.next_message()).context("write messages")?;
+    match target {
+        Target::Stdout => write_lines(&mut paced, std::io::stdout().lock()),
+        Target::File(path) => write_lines(
+            &mut paced,
+            std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?,
+        ),
+        Target::Kafka(config) => publish(&mut paced, config),
     }
-    out.flush().context("write messages")?;
+}
+
+fn write_lines(messages: &mut dyn Iterator<Item = Vec<u8>>, out: impl Write) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(out);
+    for message in messages {
+        out.write_all(&message).context("write messages")?;
+        out.write_all(b"\n").context("write messages")?;
+    }
+    out.flush().context("write messages")
+}
+
+/// Publishes to the configured topic, key = post id; reports throughput every few seconds.
+fn publish(messages: &mut dyn Iterator<Item = Vec<u8>>, config: &Config) -> anyhow::Result<()> {
+    let source = &config.source;
+    let publisher = KafkaPublisher::connect(&source.bootstrap_servers, &source.topic, &source.kafka_options)?;
+    let started = Instant::now();
+    let mut last_report = started;
+    let (mut sent, mut bytes) = (0u64, 0u64);
+    for message in messages {
+        let key = post_id(&message).unwrap_or_default();
+        publisher.publish(key.as_bytes(), &message)?;
+        sent += 1;
+        bytes += message.len() as u64;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                "produced {sent} messages ({:.0}/s, {:.1} MB/s), {} acknowledged",
+                sent as f64 / secs,
+                bytes as f64 / 1e6 / secs,
+                publisher.delivered()
+            );
+        }
+    }
+    let delivered = publisher.flush()?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{delivered} messages delivered to {} in {secs:.1} s ({:.0} messages/s, {:.1} MB/s)",
+        source.topic,
+        delivered as f64 / secs,
+        bytes as f64 / 1e6 / secs
+    );
     Ok(())
 }

@@ -1,3 +1,4 @@
 //! Producers of X stream messages.
 
+pub mod kafka;
 pub mod synth;

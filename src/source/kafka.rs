@@ -14,7 +14,7 @@ use chrono::DateTime;
 use deltalake::arrow::array::RecordBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -64,7 +64,11 @@ impl ClientContext for GroupContext {
 
 /// End-of-partition is an expected event here, not an error worth logging.
 fn log_client_error(error: KafkaError, reason: &str) {
-    if !matches!(error, KafkaError::PartitionEOF(_)) {
+    let end_of_partition = matches!(
+        error,
+        KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
+    );
+    if !end_of_partition {
         tracing::warn!("kafka: {error}: {reason}");
     }
 }
@@ -337,6 +341,26 @@ impl KafkaSource {
         Ok(from)
     }
 
+    /// The high watermark of the latest fetch response: no round trip, and right even on
+    /// brokers whose ListOffsets answer is not.
+    fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
+        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+        let (mut low, mut high) = (-1i64, -1i64);
+        // SAFETY: the client pointer lives as long as `self.consumer`; the out pointers are
+        // valid locals; librdkafka only reads the topic name.
+        let code = unsafe {
+            rdkafka::bindings::rd_kafka_get_watermark_offsets(
+                self.consumer.client().native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+            .then_some(high)
+    }
+
     fn partition_offsets(&self, positions: &Positions) -> BTreeMap<i32, i64> {
         positions
             .iter()
@@ -569,10 +593,12 @@ impl Source for KafkaSource {
             // Only a mirror of the lake's log: a failed commit costs lag accuracy, not data.
             tracing::warn!("kafka: committing group offsets failed: {e}");
         }
-        let highs = self.watermarks(offsets.keys().copied().collect()).await?;
-        self.lag = highs
-            .into_iter()
-            .map(|(p, (_, high))| (format!("{}[{p}]", self.topic), (high - offsets[&p]).max(0)))
+        self.lag = offsets
+            .iter()
+            .filter_map(|(&p, &position)| {
+                let high = self.cached_high_watermark(p)?;
+                Some((format!("{}[{p}]", self.topic), (high - position).max(0)))
+            })
             .collect();
         Ok(())
     }

@@ -242,8 +242,14 @@ pub fn s3_lake(prefix: &str) -> Option<(String, BTreeMap<String, String>)> {
     let options = BTreeMap::from([
         ("AWS_ENDPOINT_URL".to_string(), endpoint),
         ("AWS_ALLOW_HTTP".to_string(), "true".to_string()),
-        ("AWS_VIRTUAL_HOSTED_STYLE_REQUEST".to_string(), "false".to_string()),
-        ("AWS_REGION".to_string(), std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into())),
+        (
+            "AWS_VIRTUAL_HOSTED_STYLE_REQUEST".to_string(),
+            "false".to_string(),
+        ),
+        (
+            "AWS_REGION".to_string(),
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        ),
     ]);
     Some((format!("s3://{bucket}/{unique}"), options))
 }
@@ -263,7 +269,9 @@ fn service_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Some(value),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{var} is not set: CI must run the tests through scripts/test.sh, which starts the services")
+            panic!(
+                "{var} is not set: CI must run the tests through scripts/test.sh, which starts the services"
+            )
         }
         _ => {
             eprintln!("skipping: {var} is not set (run scripts/test.sh, which starts the services)");
@@ -276,7 +284,13 @@ fn service_env(var: &str) -> Option<String> {
 pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql: &str) -> Vec<RecordBatch> {
     let lake = Lake::new(uri, options).unwrap();
     let ctx = SessionContext::new();
-    for table in ["bronze", "dlq", "silver.tweets", "gold.company_minute", "gold.hashtag_hour"] {
+    for table in [
+        "bronze",
+        "dlq",
+        "silver.tweets",
+        "gold.company_minute",
+        "gold.hashtag_hour",
+    ] {
         lake.register_table(&ctx, table).await.unwrap();
     }
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
@@ -374,8 +388,12 @@ pub mod proxy {
             let cut = Arc::new(AtomicBool::new(false));
             let flag = Arc::clone(&cut);
             std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                runtime.block_on(async { serve(TcpListener::from_std(listener).unwrap(), target, flag).await });
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime
+                    .block_on(async { serve(TcpListener::from_std(listener).unwrap(), target, flag).await });
             });
             Self { port, cut }
         }
@@ -387,13 +405,17 @@ pub mod proxy {
 
     async fn serve(listener: TcpListener, target: String, cut: Arc<AtomicBool>) {
         loop {
-            let Ok((mut client, _)) = listener.accept().await else { continue };
+            let Ok((mut client, _)) = listener.accept().await else {
+                continue;
+            };
             if cut.load(Ordering::SeqCst) {
                 continue; // dropped: the client sees a reset
             }
             let (target, cut) = (target.clone(), Arc::clone(&cut));
             tokio::spawn(async move {
-                let Ok(mut server) = TcpStream::connect(&target).await else { return };
+                let Ok(mut server) = TcpStream::connect(&target).await else {
+                    return;
+                };
                 let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
                 tokio::pin!(copy);
                 loop {
