@@ -128,6 +128,10 @@ async fn text_functions_in_sql() {
         ("clean_text('')", ""),
         ("clean_text(NULL)", "NULL"),
         (
+            "clean_text(arrow_cast('a  @b c', 'Dictionary(Int32, Utf8)'))",
+            "a c",
+        ),
+        (
             "extract_hashtags('Loving #WWDC and #日本 #wwdc #100')",
             "[wwdc, 日本]",
         ),
@@ -218,6 +222,14 @@ async fn geo_functions_in_sql() {
         ),
         ("bbox_centroid([1, 2, 3])".into(), "NULL"),
         ("bbox_centroid(NULL)".into(), "NULL"),
+        (
+            "bbox_centroid(arrow_cast([0, 0, 2, 4], 'LargeList(Float32)'))".into(),
+            "{lon: 1.0, lat: 2.0}",
+        ),
+        (
+            "bbox_centroid(arrow_cast([0, 0, 2, 4], 'FixedSizeList(4, Int32)'))".into(),
+            "{lon: 1.0, lat: 2.0}",
+        ),
         (format!("point_in_bbox(-73.99596, 40.74118, {manhattan})"), "true"),
         (format!("point_in_bbox(0, 0, {manhattan})"), "false"),
         (format!("point_in_bbox(NULL, 0, {manhattan})"), "NULL"),
@@ -345,7 +357,8 @@ async fn odd_text_never_fails() {
     const PIECES: &[&str] = &[
         "#", "＃", "@", "＠", "$", "&", "&#", "&#x", ";", "amp;", "lt;", "RT ", "rt", "http://", "https://",
         "www.", "t.co/", "(", ")", "]", ".", ":", "_", "-", "'", "a", "Z", "é", "\u{301}", "0", "9", "x", "F",
-        "日本", "カ", "한", "مرحبا", "שלום", "हि\u{94d}", "ภา", "Σ", "İ", "ǅ", "😀", "❤\u{fe0f}", "1\u{fe0f}\u{20e3}",
+        "日本", "カ", "한", "مرحبا", "שלום", "हि\u{94d}", "ภา", "Σ", "İ", "ǅ", "😀", "❤\u{fe0f}",
+        "1\u{fe0f}\u{20e3}",
         "\u{200d}", "\u{200b}", " ", "  ", "\t", "\n", "\u{3000}", "\u{a0}", "\u{1c}", "\u{0}", "\u{10ffff}",
         "good", "not", "but", "kind of", "!!", "??", ":)",
     ];

@@ -29,6 +29,12 @@ const HEADER: &str = "alias,company_id";
 /// in a text, so keep ambiguous words (`meta`, `apple`) out of the list if they mislead.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompanyMap {
+    /// Shared, as every session's `company_of` reads the same aliases.
+    aliases: Arc<Aliases>,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Aliases {
     /// Company id by alias words, joined by single spaces.
     companies: HashMap<String, String>,
     /// The most words in one alias.
@@ -64,11 +70,11 @@ impl CompanyMap {
 
     /// The number of aliases.
     pub fn len(&self) -> usize {
-        self.companies.len()
+        self.aliases.companies.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.companies.is_empty()
+        self.aliases.companies.is_empty()
     }
 
     fn parse(csv: &str, origin: &str) -> Result<Self, CompanyMapError> {
@@ -92,7 +98,7 @@ impl CompanyMap {
             }
             None => return Err(invalid(1, format!("empty: expected the header `{HEADER}`"))),
         }
-        let mut map = Self::default();
+        let mut map = Aliases::default();
         let mut words = StringList::default();
         for (line, row) in lines {
             let (alias, company) = parse_row(row).map_err(|message| invalid(line, message))?;
@@ -113,7 +119,9 @@ impl CompanyMap {
             map.longest = map.longest.max(words.len());
             map.companies.insert(key, company.to_string());
         }
-        Ok(map)
+        Ok(Self {
+            aliases: Arc::new(map),
+        })
     }
 
     /// The company of the first alias in `words`, trying the longest alias first at each word.
@@ -123,7 +131,7 @@ impl CompanyMap {
     /// extract functions return tags without their sigil.
     fn find(&self, words: &StringList, key: &mut String, tag: bool) -> Option<&str> {
         for start in 0..words.len() {
-            for count in (1..=self.longest.min(words.len() - start)).rev() {
+            for count in (1..=self.aliases.longest.min(words.len() - start)).rev() {
                 let found = if count == 1 {
                     self.find_word(words.get(start), key, tag)
                 } else {
@@ -161,7 +169,7 @@ impl CompanyMap {
     }
 
     fn get(&self, alias: &str) -> Option<&str> {
-        self.companies.get(alias).map(String::as_str)
+        self.aliases.companies.get(alias).map(String::as_str)
     }
 }
 
@@ -218,7 +226,7 @@ fn split_words(text: &str, words: &mut StringList) {
 /// SELECT coalesce(company_of(extract_cashtags(text)), company_of(text)) AS company FROM posts;
 /// ```
 pub(super) fn company_of(companies: &CompanyMap) -> ScalarUDF {
-    let companies = Arc::new(companies.clone());
+    let companies = companies.clone();
     udf(
         "company_of",
         &[Arg::TextOrTextList],

@@ -143,7 +143,8 @@ fn script(c: char) -> Option<(Script, usize)> {
 }
 
 fn is_kana(c: char) -> bool {
-    matches!(c, '\u{3041}'..='\u{309f}' | '\u{30a0}'..='\u{30ff}' | '\u{31f0}'..='\u{31ff}' | '\u{ff66}'..='\u{ff9f}')
+    matches!(c,
+        '\u{3041}'..='\u{309f}' | '\u{30a0}'..='\u{30ff}' | '\u{31f0}'..='\u{31ff}' | '\u{ff66}'..='\u{ff9f}')
 }
 
 const LATIN_LANGUAGES: [&str; 6] = ["en", "es", "fr", "de", "pt", "it"];
@@ -221,7 +222,13 @@ fn latin_language(text: &str, word: &mut String) -> &'static str {
             Piece::Char(c) if c.is_alphabetic() => {
                 let lower = c.to_lowercase().next().unwrap_or(c);
                 word.push(lower);
-                if let Some(&(_, language)) = TELLTALE_LETTERS.iter().find(|(letter, _)| *letter == lower) {
+                // No telltale letter is ASCII, and most letters are.
+                let telltale = if lower.is_ascii() {
+                    None
+                } else {
+                    TELLTALE_LETTERS.iter().find(|(letter, _)| *letter == lower)
+                };
+                if let Some(&(_, language)) = telltale {
                     add(1 << language);
                 }
             }

@@ -4,13 +4,14 @@
 //! | function | returns |
 //! |---|---|
 //! | `clean_text(text)` | Utf8: text without URLs, @mentions and `RT @x:`, entities decoded |
-//! | `extract_hashtags(text)`, `extract_cashtags(text)`, `extract_mentions(text)` | List<Utf8>, lower-cased, no sigil, distinct |
-//! | `extract_urls(text)` | List<Utf8>, distinct |
+//! | `extract_hashtags(text)`, `extract_cashtags(text)` | `List<Utf8>`: lower-cased, no sigil, distinct |
+//! | `extract_mentions(text)` | `List<Utf8>`: lower-cased, no `@`, distinct |
+//! | `extract_urls(text)` | `List<Utf8>`, distinct |
 //! | `sentiment(text)` | Float64: VADER compound score in [-1, 1] |
 //! | `sentiment_label(score)` | Utf8: `positive`, `negative` or `neutral` |
 //! | `detect_lang(text)` | Utf8: ISO 639-1 code or `und` (a heuristic) |
 //! | `company_of(text or list of tags)` | Utf8: company id from `sql/companies.csv` |
-//! | `bbox_centroid(bbox)` | Struct{lon, lat}: centre of `[west, south, east, north]` |
+//! | `bbox_centroid(bbox)` | `Struct{lon, lat}`: centre of `[west, south, east, north]` |
 //! | `point_in_bbox(lon, lat, bbox)` | Boolean |
 //! | `haversine_km(lon1, lat1, lon2, lat2)` | Float64: great-circle distance in km |
 //!

@@ -392,7 +392,8 @@ fn is_hashtag_char(c: char) -> bool {
 /// Combining marks, and the signs of Indic and Thai scripts (viramas, tone marks) that Rust's
 /// alphanumeric test leaves out although they are part of words.
 fn is_word_mark(c: char) -> bool {
-    let combining = matches!(c, '\u{300}'..='\u{36f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}' | '\u{fe20}'..='\u{fe2f}');
+    let combining = matches!(c,
+        '\u{300}'..='\u{36f}' | '\u{1ab0}'..='\u{1aff}' | '\u{1dc0}'..='\u{1dff}' | '\u{fe20}'..='\u{fe2f}');
     let indic_or_thai = matches!(c, '\u{900}'..='\u{dff}' | '\u{e00}'..='\u{e7f}');
     let punctuation = matches!(
         c,

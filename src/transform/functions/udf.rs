@@ -15,15 +15,15 @@ use deltalake::datafusion::logical_expr::{
 };
 
 /// What one argument accepts; DataFusion casts the caller's type to the one the kernel reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy)]
 pub(super) enum Arg {
     /// Utf8, LargeUtf8 or Utf8View, read as they are (no copy); dictionaries are unpacked.
     Text,
     /// Any number, read as Float64.
     Number,
-    /// A list of numbers of any list type, read as List<Float64>.
+    /// A list of numbers of any list type, read as `List<Float64>`.
     NumberList,
-    /// A text, or a list of texts read as List<Utf8>.
+    /// A text, or a list of texts read as `List<Utf8>`.
     TextOrTextList,
 }
 
@@ -98,7 +98,7 @@ impl ScalarUDFImpl for TweetFunction {
                 arg_types.len()
             );
         }
-        let coerce = |(position, (arg, given)): (usize, (&Arg, &DataType))| match coerce(*arg, given) {
+        let target = |(position, (arg, given)): (usize, (&Arg, &DataType))| match coerce(*arg, given) {
             Some(target) => Ok(target),
             None => plan_err!(
                 "{}: argument {} must be {}, got {given}",
@@ -107,7 +107,7 @@ impl ScalarUDFImpl for TweetFunction {
                 describe(*arg)
             ),
         };
-        self.args.iter().zip(arg_types).enumerate().map(coerce).collect()
+        self.args.iter().zip(arg_types).enumerate().map(target).collect()
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
@@ -190,7 +190,7 @@ pub(super) fn map_text(array: &ArrayRef, mut f: impl FnMut(&str, &mut String) ->
     Ok(Arc::new(builder.finish()))
 }
 
-/// A List<Utf8> column from a text column: `f` appends each row's items (NULL in, NULL out).
+/// A `List<Utf8>` column from a text column: `f` appends each row's items (NULL in, NULL out).
 pub(super) fn map_text_to_list(
     array: &ArrayRef,
     mut f: impl FnMut(&str, &mut StringBuilder),
@@ -222,7 +222,7 @@ pub(super) fn numbers(array: &ArrayRef) -> Result<&Float64Array> {
     }
 }
 
-/// A list-of-numbers argument, which coercion made List<Float64>.
+/// A list-of-numbers argument, which coercion made `List<Float64>`.
 pub(super) fn number_lists(array: &ArrayRef) -> Result<&ListArray> {
     match array.as_list_opt::<i32>() {
         Some(lists) if lists.value_type() == DataType::Float64 => Ok(lists),
