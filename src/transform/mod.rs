@@ -4,6 +4,7 @@
 //! decoded batch, and a model's name refers to that model's output for this batch.
 
 pub mod dag;
+pub mod functions;
 pub mod model;
 
 use std::path::{Path, PathBuf};
