@@ -106,6 +106,9 @@ impl ConsumerContext for GroupContext {
 
 pub struct KafkaSource {
     consumer: Arc<StreamConsumer<GroupContext>>,
+    /// Metadata, watermark and offset lookups go through their own connection: on the
+    /// consumer's, they would queue behind its long-polling fetches.
+    lookup: Arc<BaseConsumer<ProbeContext>>,
     client_config: ClientConfig,
     topic: String,
     bootstrap: String,
@@ -149,8 +152,10 @@ impl KafkaSource {
                 "cannot create the Kafka consumer (check source.kafka_options)",
             ))?;
         let consumer = Arc::new(consumer);
+        let lookup = Arc::new(quiet_consumer(&client_config, "lookup")?);
         let source = Self {
             consumer,
+            lookup,
             client_config,
             topic: config.topic.clone(),
             bootstrap: config.bootstrap_servers.clone(),
@@ -175,12 +180,12 @@ impl KafkaSource {
         }
     }
 
-    /// Runs a blocking broker call off the async threads.
+    /// Runs a blocking lookup off the async threads.
     async fn blocking<T: Send + 'static>(
         &self,
-        call: impl FnOnce(&StreamConsumer<GroupContext>) -> Result<T, SourceError> + Send + 'static,
+        call: impl FnOnce(&BaseConsumer<ProbeContext>) -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {
-        let consumer = Arc::clone(&self.consumer);
+        let consumer = Arc::clone(&self.lookup);
         tokio::task::spawn_blocking(move || call(&consumer))
             .await
             .map_err(|e| SourceError::Kafka(format!("broker call panicked: {e}")))?
@@ -370,19 +375,24 @@ impl KafkaSource {
     }
 }
 
+/// A consumer outside the group, for lookups and probes. librdkafka needs a group id to
+/// assign partitions; this one never joins or commits.
+fn quiet_consumer(config: &ClientConfig, purpose: &str) -> Result<BaseConsumer<ProbeContext>, SourceError> {
+    config
+        .clone()
+        .set("group.id", format!("tweetlake-{purpose}"))
+        .set("enable.auto.commit", "false")
+        .create_with_context(ProbeContext)
+        .map_err(kafka_error("cannot create the Kafka lookup client"))
+}
+
 /// Reads from each partition's high watermark to its end-of-file event.
 fn probe_ends(
     config: &ClientConfig,
     topic: &str,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
-    // A group id is required to assign partitions; this one never joins or commits.
-    let probe: BaseConsumer<ProbeContext> = config
-        .clone()
-        .set("group.id", "tweetlake-end-probe")
-        .set("enable.auto.commit", "false")
-        .create_with_context(ProbeContext)
-        .map_err(kafka_error("end probe"))?;
+    let probe = quiet_consumer(config, "end-probe")?;
     let mut ends = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for &p in partitions {
