@@ -61,6 +61,7 @@ pub struct SourceConfig {
     #[serde(with = "duration_text")]
     pub assignment_timeout: Duration,
     /// Extra librdkafka properties, passed through as they are.
+    #[serde(deserialize_with = "string_map::deserialize")]
     pub kafka_options: BTreeMap<String, String>,
 }
 
@@ -86,6 +87,7 @@ pub struct LakeConfig {
     /// A local directory or `s3://bucket/prefix`.
     pub uri: String,
     /// Passed to delta-rs / object_store (`AWS_ENDPOINT_URL`, `AWS_REGION`, ...).
+    #[serde(deserialize_with = "string_map::deserialize")]
     pub storage_options: BTreeMap<String, String>,
 }
 
@@ -218,6 +220,8 @@ impl Config {
         if p.max_message_bytes == 0 {
             return Err(invalid("pipeline.max_message_bytes", "must be above 0"));
         }
+        crate::source::kafka::StartingOffsets::parse(&self.source.starting_offsets)
+            .map_err(|message| invalid("source.starting_offsets", &message))?;
         Ok(())
     }
 }
@@ -260,6 +264,39 @@ fn parse_env_value(value: &str) -> toml::Value {
         "true" => toml::Value::Boolean(true),
         "false" => toml::Value::Boolean(false),
         _ => toml::Value::String(value.to_string()),
+    }
+}
+
+/// Option maps handed to librdkafka and object_store take strings; `true` or `6000` written
+/// without quotes (in TOML or an environment override) mean the same there.
+mod string_map {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Boolean(bool),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+        let map = BTreeMap::<String, Scalar>::deserialize(d)?;
+        Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Scalar::Text(s) => s,
+                    Scalar::Integer(i) => i.to_string(),
+                    Scalar::Float(f) => f.to_string(),
+                    Scalar::Boolean(b) => b.to_string(),
+                };
+                (k, text)
+            })
+            .collect())
     }
 }
 
@@ -315,10 +352,17 @@ mod tests {
                 ("TWEETLAKE_LAKE__URI", "s3://b/p"),
                 ("TWEETLAKE_PIPELINE__TRIGGER_INTERVAL", "250ms"),
                 ("TWEETLAKE_LAKE__STORAGE_OPTIONS__AWS_REGION", "eu-west-1"),
+                ("TWEETLAKE_LAKE__STORAGE_OPTIONS__AWS_ALLOW_HTTP", "true"),
+                ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__session.timeout.ms", "6000"),
                 ("TWEETLAKE_UNRELATED", "x"),
             ]),
         )
         .unwrap();
+        assert_eq!(
+            config.lake.storage_options["AWS_ALLOW_HTTP"], "true",
+            "a map of strings"
+        );
+        assert_eq!(config.source.kafka_options["session.timeout.ms"], "6000");
         assert_eq!(config.lake.uri, "s3://b/p");
         assert_eq!(config.pipeline.max_records_per_batch, 5);
         assert_eq!(config.pipeline.trigger_interval, Duration::from_millis(250));

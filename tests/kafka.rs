@@ -334,3 +334,59 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         "B took over every partition after A left"
     );
 }
+
+/// The last stderr line of a failed run: the one-line error.
+fn error_line(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "the run should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().last().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unreachable_broker_missing_topic_missing_bucket_and_bad_credentials_are_one_line_errors() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let Some((uri, options)) = s3_lake("errors") else {
+        return;
+    };
+    let project = Project::new();
+    project.write_posts(&posts(5, 1));
+
+    project.write_kafka_config("127.0.0.1:1", "posts", &project.lake_uri(), &BTreeMap::new(), "");
+    let line = error_line(&project.run(&["run", "--once"], &[]));
+    assert!(
+        line.starts_with("error: kafka: cannot reach Kafka at 127.0.0.1:1"),
+        "{line}"
+    );
+    assert!(line.contains("check source.bootstrap_servers"), "{line}");
+
+    let missing = format!("missing-{}", unique_suffix());
+    project.write_kafka_config(&bootstrap, &missing, &project.lake_uri(), &BTreeMap::new(), "");
+    let line = error_line(&project.run(&["run", "--once"], &[]));
+    assert!(
+        line.contains(&format!("topic `{missing}` does not exist")),
+        "{line}"
+    );
+
+    project.write_config("");
+    let no_bucket = uri.replacen("s3://", "s3://no-such-bucket-", 1);
+    let mut env: Vec<(String, String)> = options
+        .iter()
+        .map(|(k, v)| (format!("TWEETLAKE_LAKE__STORAGE_OPTIONS__{k}"), v.clone()))
+        .collect();
+    env.push(("TWEETLAKE_LAKE__URI".into(), no_bucket));
+    let run = |env: Vec<(String, String)>| {
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        project.run(&["run", "--once"], &pairs)
+    };
+    let line = error_line(&run(env.clone()));
+    assert!(line.contains("the bucket does not exist"), "{line}");
+
+    env.pop();
+    env.push(("TWEETLAKE_LAKE__URI".into(), uri));
+    env.push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    let line = error_line(&run(env));
+    assert!(line.contains("credentials refused"), "{line}");
+    assert_eq!(line.lines().count(), 1);
+}

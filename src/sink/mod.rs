@@ -29,7 +29,7 @@ use crate::transform::Materialization;
 pub enum SinkError {
     #[error("lake uri `{uri}`: {message}")]
     Uri { uri: String, message: String },
-    #[error("table {table}: {source}")]
+    #[error("table {table}: {source}{hint}", hint = store_hint(source))]
     Delta { table: String, source: DeltaTableError },
     /// A DataFusion error while merging into or registering a table.
     #[error("table {table}: {message}")]
@@ -37,6 +37,29 @@ pub enum SinkError {
     /// Another instance committed some of these ranges: this batch overlaps its work.
     #[error("table {table} already holds part of ranges {ranges} (committed by another instance): abandoning the batch")]
     PartlyCommitted { table: String, ranges: String },
+}
+
+/// What to fix, for the storage failures users meet most: the one line of an error should
+/// name the fix, and object-store errors only carry the server's answer.
+pub fn store_hint(error: &dyn std::error::Error) -> &'static str {
+    let text = error.to_string();
+    if text.contains("NoSuchBucket") {
+        " (the bucket does not exist: create it, or fix lake.uri)"
+    } else if [
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "403 Forbidden",
+        "AccessDenied",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        " (credentials refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or lake.storage_options)"
+    } else if text.contains("error sending request") || text.contains("tcp connect") {
+        " (store unreachable: check lake.storage_options.AWS_ENDPOINT_URL and the network)"
+    } else {
+        ""
+    }
 }
 
 /// The lake root: a local directory or `s3://bucket/prefix`, and the options to reach it.
@@ -118,12 +141,15 @@ impl Lake {
     }
 
     /// The object store holding the lake, and the lake root's path inside it.
+    /// The store is opened at the bucket (or filesystem) root, so paths are the same for local
+    /// and S3 lakes: delta-rs would otherwise scope an S3 store to the prefix already.
     pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path), SinkError> {
-        let store =
-            deltalake::logstore::store_for(&self.root, &self.options).map_err(|e| SinkError::Uri {
-                uri: self.root.to_string(),
-                message: e.to_string(),
-            })?;
+        let mut base = self.root.clone();
+        base.set_path("/");
+        let store = deltalake::logstore::store_for(&base, &self.options).map_err(|e| SinkError::Uri {
+            uri: self.root.to_string(),
+            message: e.to_string(),
+        })?;
         let root = Path::from_url_path(self.root.path()).map_err(|e| SinkError::Uri {
             uri: self.root.to_string(),
             message: e.to_string(),

@@ -130,7 +130,7 @@ impl KafkaSource {
     /// topic exists (both are one-line errors naming the setting to fix).
     pub async fn connect(config: &SourceConfig, client_id: &str) -> Result<Self, SourceError> {
         let starting_offsets = StartingOffsets::parse(&config.starting_offsets)
-            .map_err(|m| SourceError::Kafka(format!("source.starting_offsets: {m}")))?;
+            .map_err(|m| SourceError::Kafka(format!("config key source.starting_offsets: {m}")))?;
         let mut client_config = ClientConfig::new();
         client_config
             .set("bootstrap.servers", &config.bootstrap_servers)
