@@ -346,6 +346,11 @@ export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=$REGION
 EOF
+  # Tests that need a broker of their own (e.g. one they cut off mid-run) start this binary.
+  local t
+  if t="$(tansu_bin)"; then
+    echo "export TWEETLAKE_TEST_TANSU_BIN=$t"
+  fi
 }
 
 # One start or stop at a time per services dir (two test runs may start together).

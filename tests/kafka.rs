@@ -390,3 +390,105 @@ async fn unreachable_broker_missing_topic_missing_bucket_and_bad_credentials_are
     assert!(line.contains("credentials refused"), "{line}");
     assert_eq!(line.lines().count(), 1);
 }
+
+/// A broker of this test's own, reached only through a proxy it advertises, so that cutting
+/// the proxy cuts every client off it (as a broker restart does) while its data stays.
+struct OwnBroker {
+    process: Child,
+    proxy: common::proxy::Proxy,
+}
+
+impl OwnBroker {
+    fn start() -> Option<Self> {
+        let tansu = std::env::var("TWEETLAKE_TEST_TANSU_BIN").ok().or_else(|| {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "TWEETLAKE_TEST_TANSU_BIN is not set"
+            );
+            None
+        })?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let proxy = common::proxy::Proxy::start(format!("127.0.0.1:{port}"));
+        let process = std::process::Command::new(tansu)
+            .args([
+                "broker",
+                "--cluster-id",
+                "cut-test",
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .arg(format!("--listener-url=tcp://127.0.0.1:{port}"))
+            .arg(format!(
+                "--advertised-listener-url=tcp://127.0.0.1:{}",
+                proxy.port
+            ))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "the test broker to listen",
+        );
+        Some(Self { process, proxy })
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.proxy.port)
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
+    if kafka_bootstrap().is_none() {
+        return;
+    }
+    let Some(broker) = OwnBroker::start() else { return };
+    let bootstrap = broker.bootstrap();
+    let topic = format!("posts-{}", unique_suffix());
+    create_topic(&bootstrap, &topic, PARTITIONS).await;
+    let mut everything = posts(400, 20);
+    produce_lines(&bootstrap, &topic, PARTITIONS, &everything).await;
+
+    let project = Project::new();
+    let lake = project.lake_uri();
+    let batch = "max_records_per_batch = 100\ntrigger_interval = \"500ms\"";
+    project.write_kafka_config(&bootstrap, &topic, &lake, &BTreeMap::new(), batch);
+    let runner = project.command(&["run"]).spawn().unwrap();
+    wait_for(|| !project.progress().is_empty(), "the first batch");
+    broker.proxy.set_cut(true);
+    let outage = Instant::now();
+    while outage.elapsed() < Duration::from_secs(5) {
+        std::thread::park_timeout(Duration::from_millis(100)); // the outage itself, not a sync
+    }
+    broker.proxy.set_cut(false);
+    let more = posts(200, 21);
+    produce_lines(&bootstrap, &topic, PARTITIONS, &more).await;
+    everything.extend_from_slice(&more);
+    wait_for(
+        || reached_offsets(&project.progress()).values().sum::<i64>() >= 600,
+        "every offset committed after the outage",
+    );
+    interrupt(&runner);
+    let output = wait_bounded(runner);
+    assert_success(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        ["Connection refused", "Disconnected", "transport failure"]
+            .iter()
+            .any(|m| stderr.contains(m)),
+        "the runner lost the broker during the outage: {stderr}"
+    );
+    assert_exactly_once(&lake, &BTreeMap::new(), &everything).await;
+}
