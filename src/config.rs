@@ -150,11 +150,16 @@ impl Default for PipelineConfig {
 pub struct DlqConfig {
     /// Name of the dead-letter Delta table under the lake.
     pub table: String,
+    /// Also publish dead letters to this Kafka topic (on `source.bootstrap_servers`); empty: off.
+    pub kafka_topic: String,
 }
 
 impl Default for DlqConfig {
     fn default() -> Self {
-        Self { table: "dlq".into() }
+        Self {
+            table: "dlq".into(),
+            kafka_topic: String::new(),
+        }
     }
 }
 

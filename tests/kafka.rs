@@ -94,16 +94,37 @@ async fn once_drains_the_topic_exactly_once_and_mirrors_group_offsets() {
     };
     let project = Project::new();
     let lake = project.lake_uri();
-    project.write_kafka_config(
-        &topic.bootstrap,
-        &topic.name,
-        &lake,
-        &BTreeMap::new(),
-        "max_records_per_batch = 300",
-    );
+    let dlq_topic = format!("{}-dlq", topic.name);
+    create_topic(&topic.bootstrap, &dlq_topic, 1).await;
+    let settings = format!("max_records_per_batch = 300\n\n[dlq]\nkafka_topic = {dlq_topic:?}");
+    project.write_kafka_config(&topic.bootstrap, &topic.name, &lake, &BTreeMap::new(), &settings);
 
     assert_success(&project.run(&["run", "--once"], &[]));
     assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+    let published = common::kafka::read_all(&topic.bootstrap, &dlq_topic);
+    let in_lake = common::strings(
+        &query_lake_with(
+            &lake,
+            &BTreeMap::new(),
+            "SELECT concat(_topic, '/', _partition, '/', _offset) FROM dlq ORDER BY _partition, _offset",
+        )
+        .await,
+    );
+    let mut keys: Vec<String> = published.iter().map(|(key, _)| key.clone()).collect();
+    keys.sort_by_key(|k| {
+        let mut parts = k.rsplitn(3, '/');
+        let offset: i64 = parts.next().unwrap().parse().unwrap();
+        let partition: i64 = parts.next().unwrap().parse().unwrap();
+        (partition, offset)
+    });
+    assert_eq!(
+        keys, in_lake,
+        "the DLQ topic holds the dead-letter table's records"
+    );
+    assert!(
+        published.iter().all(|(_, error)| !error.is_empty()),
+        "each carries its error"
+    );
     let reports = project.progress();
     assert!(reports.len() >= 3, "800 records in batches of at most 300");
     let ends = reached_offsets(&reports);

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::decode::{dead_letter_schema, BatchContext, DecodeError, Decoded, MessageDecoder};
+use crate::sink::dead_letter_topic::DeadLetterTopic;
 use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableSpec};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{ModelOutput, ModelSet, TransformError, BRONZE};
@@ -43,6 +44,8 @@ pub enum PipelineError {
     Checkpoint(#[from] CheckpointError),
     #[error("progress log {target}: {source}")]
     Progress { target: String, source: std::io::Error },
+    #[error("dead-letter topic: {0}")]
+    DeadLetterTopic(#[from] crate::produce::kafka::PublishError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +73,7 @@ pub struct Pipeline<S: Source> {
     decoder: MessageDecoder,
     progress: ProgressLog,
     dlq_table: String,
+    dlq_topic: Option<DeadLetterTopic>,
     max_records: usize,
     max_bytes: usize,
     trigger_interval: Duration,
@@ -95,6 +99,7 @@ impl<S: Source> Pipeline<S> {
             decoder: MessageDecoder::new(p.max_message_bytes),
             progress,
             dlq_table: config.dlq.table.clone(),
+            dlq_topic: dead_letter_topic(config)?,
             max_records: p.max_records_per_batch,
             max_bytes: p.max_bytes_per_batch,
             trigger_interval: p.trigger_interval,
@@ -287,6 +292,9 @@ impl<S: Source> Pipeline<S> {
 
         let stage = Instant::now();
         let dead_letters = decoded.dead_letters.num_rows();
+        if let Some(topic) = &self.dlq_topic {
+            topic.publish(&decoded.dead_letters)?;
+        }
         let writes = table_writes(&self.models, decoded, outputs, &self.dlq_table);
         let mut tables = BTreeMap::new();
         for (spec, schema, batches) in writes {
@@ -330,6 +338,20 @@ impl<S: Source> Pipeline<S> {
         self.progress.report(&report);
         Ok(report)
     }
+}
+
+/// The Kafka topic dead letters are also published to, when `dlq.kafka_topic` is set.
+fn dead_letter_topic(config: &Config) -> Result<Option<DeadLetterTopic>, PipelineError> {
+    if config.dlq.kafka_topic.is_empty() {
+        return Ok(None);
+    }
+    let source = &config.source;
+    let topic = DeadLetterTopic::connect(
+        &source.bootstrap_servers,
+        &config.dlq.kafka_topic,
+        &BTreeMap::new(),
+    )?;
+    Ok(Some(topic))
 }
 
 /// What one batch writes, in commit order: bronze, the dead letters, then each model.

@@ -31,6 +31,7 @@ impl PipelineError {
             PipelineError::Sink(SinkError::Delta { .. }) => true,
             PipelineError::Checkpoint(super::checkpoint::CheckpointError::Store { .. }) => true,
             PipelineError::Source(SourceError::Kafka(_)) => true,
+            PipelineError::DeadLetterTopic(_) => true,
             _ => false,
         }
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
 
@@ -105,7 +106,26 @@ impl KafkaPublisher {
 
     /// Queues one message; waits while librdkafka's queue is full.
     pub fn publish(&self, key: &[u8], payload: &[u8]) -> Result<(), PublishError> {
+        self.publish_with_headers(key, payload, &[])
+    }
+
+    /// [`Self::publish`] with message headers.
+    pub fn publish_with_headers(
+        &self,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(), PublishError> {
         let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
+        if !headers.is_empty() {
+            let owned = headers.iter().fold(OwnedHeaders::new(), |all, (key, value)| {
+                all.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
+            });
+            record = record.headers(owned);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),

@@ -6,6 +6,8 @@
 //! re-running a batch after a crash never duplicates rows. Two instances racing to commit the same
 //! range conflict in Delta itself (a concurrent `txn` with the same app id), so at most one wins.
 
+pub mod dead_letter_topic;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
 

@@ -344,6 +344,41 @@ pub mod kafka {
         lines.len()
     }
 
+    /// Every record of a one-partition topic: key and the `tweetlake.error` header.
+    pub fn read_all(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("{topic}-reader"))
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap();
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+            .unwrap();
+        consumer.assign(&list).unwrap();
+        let mut records = Vec::new();
+        loop {
+            match consumer
+                .poll(Duration::from_secs(30))
+                .expect("a record or the end within 30 s")
+            {
+                Ok(message) => {
+                    let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                    let error = message
+                        .headers()
+                        .and_then(|h| h.iter().find(|h| h.key == "tweetlake.error"))
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default();
+                    records.push((key, error));
+                }
+                Err(rdkafka::error::KafkaError::PartitionEOF(_)) => return records,
+                Err(e) => panic!("reading {topic}: {e}"),
+            }
+        }
+    }
+
     /// The group's committed offset per partition (-1 when none).
     pub fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
         let consumer: BaseConsumer = ClientConfig::new()
