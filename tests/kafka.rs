@@ -30,6 +30,13 @@ async fn topic_with_posts(count: usize, seed: u64) -> Option<(Topic, Vec<u8>)> {
     Some((Topic { bootstrap, name }, posts))
 }
 
+/// A project reading `topic` into the lake at `uri`, with `settings` in `[pipeline]`.
+fn kafka_project(topic: &Topic, uri: &str, options: &BTreeMap<String, String>, settings: &str) -> Project {
+    let project = Project::new();
+    project.write_kafka_config(&topic.bootstrap, &topic.name, uri, options, settings);
+    project
+}
+
 fn posts(count: usize, seed: u64) -> Vec<u8> {
     let options = SynthOptions {
         malformed_share: 0.05,
@@ -162,14 +169,7 @@ async fn once_writes_an_s3_lake_exactly_once() {
     let Some((topic, posts)) = topic_with_posts(500, 6).await else {
         return;
     };
-    let project = Project::new();
-    project.write_kafka_config(
-        &topic.bootstrap,
-        &topic.name,
-        &uri,
-        &options,
-        "max_records_per_batch = 200",
-    );
+    let project = kafka_project(&topic, &uri, &options, "max_records_per_batch = 200");
     assert_success(&project.run(&["run", "--once"], &[]));
     assert_exactly_once(&uri, &options, &posts).await;
 }
@@ -178,14 +178,7 @@ async fn crash_then_recover(point: &str, uri: String, options: BTreeMap<String, 
     let Some((topic, posts)) = topic_with_posts(600, 7).await else {
         return;
     };
-    let project = Project::new();
-    project.write_kafka_config(
-        &topic.bootstrap,
-        &topic.name,
-        &uri,
-        &options,
-        "max_records_per_batch = 200",
-    );
+    let project = kafka_project(&topic, &uri, &options, "max_records_per_batch = 200");
     let fault = format!("{point}#1");
     let crashed = project.run(&["run", "--once"], &[("TWEETLAKE_FAULT", &fault)]);
     assert_eq!(crashed.status.signal(), Some(9), "{point}: {crashed:?}");

@@ -175,21 +175,9 @@ pub fn wait_bounded(mut child: Child) -> Output {
     }
 }
 
-/// Runs `sql` over every table of the lake at `uri`.
+/// Runs `sql` over every table of the local lake at `uri`.
 pub async fn query_lake(uri: &str, sql: &str) -> Vec<RecordBatch> {
-    let lake = Lake::new(uri, &Default::default()).unwrap();
-    let ctx = SessionContext::new();
-    for table in [
-        "bronze",
-        "dlq",
-        "silver.tweets",
-        "gold.company_minute",
-        "gold.hashtag_hour",
-        "gold.country_hour",
-    ] {
-        lake.register_table(&ctx, table).await.unwrap();
-    }
-    ctx.sql(sql).await.unwrap().collect().await.unwrap()
+    query_lake_with(uri, &BTreeMap::new(), sql).await
 }
 
 /// The single integer a query returned.
@@ -280,7 +268,7 @@ fn service_env(var: &str) -> Option<String> {
     }
 }
 
-/// Runs `sql` over the lake at `uri` reached with `options` (S3).
+/// Runs `sql` over every table of the lake at `uri` reached with `options` (S3 when given).
 pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql: &str) -> Vec<RecordBatch> {
     let lake = Lake::new(uri, options).unwrap();
     let ctx = SessionContext::new();
@@ -290,6 +278,7 @@ pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql:
         "silver.tweets",
         "gold.company_minute",
         "gold.hashtag_hour",
+        "gold.country_hour",
     ] {
         lake.register_table(&ctx, table).await.unwrap();
     }
