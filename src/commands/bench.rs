@@ -90,7 +90,7 @@ async fn stage_timings(
 ) -> anyhow::Result<Vec<Stage>> {
     let mut source = FileSource::from_bytes("bench.jsonl", data.clone());
     let decoder = MessageDecoder::new(config.pipeline.max_message_bytes);
-    let sink = DeltaSink::new(
+    let mut sink = DeltaSink::new(
         Lake::new(&lake_dir.display().to_string(), &Default::default())?,
         "bench",
     );

@@ -191,6 +191,9 @@ pub enum CommitOutcome {
 pub struct DeltaSink {
     lake: Lake,
     pipeline: String,
+    /// Tables as of their last commit here: the next batch reads only newer log entries
+    /// (other writers' commits) instead of loading the whole log again.
+    tables: HashMap<String, DeltaTable>,
 }
 
 impl DeltaSink {
@@ -198,7 +201,23 @@ impl DeltaSink {
         Self {
             lake,
             pipeline: pipeline.to_string(),
+            tables: HashMap::new(),
         }
+    }
+
+    /// The current state of table `name`: the cached one brought up to date, else loaded.
+    async fn current_table(&mut self, name: &str) -> Result<DeltaTable, SinkError> {
+        let Some(mut table) = self.tables.remove(name) else {
+            return self.lake.open_table(name).await;
+        };
+        table
+            .update_incremental(None)
+            .await
+            .map_err(|source| SinkError::Delta {
+                table: name.to_string(),
+                source,
+            })?;
+        Ok(table)
     }
 
     pub fn lake(&self) -> &Lake {
@@ -241,7 +260,7 @@ impl DeltaSink {
 
     /// Writes one table's rows for the batch reading `ranges`, once.
     pub async fn commit(
-        &self,
+        &mut self,
         spec: &TableSpec,
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
@@ -251,10 +270,13 @@ impl DeltaSink {
             return Ok(CommitOutcome::Empty);
         }
         let ranges: Vec<&OffsetRange> = ranges.iter().filter(|r| r.end > r.start).collect();
-        let table = self.lake.open_table(&spec.name).await?;
+        let table = self.current_table(&spec.name).await?;
         match self.committed_ranges(&table, &spec.name, &ranges).await? {
             0 => {}
-            n if n == ranges.len() => return Ok(CommitOutcome::AlreadyCommitted),
+            n if n == ranges.len() => {
+                self.tables.insert(spec.name.clone(), table);
+                return Ok(CommitOutcome::AlreadyCommitted);
+            }
             _ => {
                 return Err(SinkError::PartlyCommitted {
                     table: spec.name.clone(),
@@ -288,9 +310,9 @@ impl DeltaSink {
                 .await
                 .map_err(delta_error)?,
         };
-        Ok(CommitOutcome::Committed {
-            version: written.version().map_or(0, |v| v as i64),
-        })
+        let version = written.version().map_or(0, |v| v as i64);
+        self.tables.insert(spec.name.clone(), written);
+        Ok(CommitOutcome::Committed { version })
     }
 }
 
