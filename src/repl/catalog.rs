@@ -11,6 +11,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::CommitInfo;
 use deltalake::{DeltaTable, ObjectStore, Path};
@@ -95,11 +96,12 @@ impl Catalog {
     /// loaded one. A name that is neither a known table nor a session table (a view, say)
     /// triggers one listing of the lake, so tables created since startup appear.
     pub async fn refresh(&mut self, ctx: &SessionContext, names: &[String]) -> Result<(), ReplError> {
-        for name in names {
-            if !self.tables.contains_key(name) && !ctx.table_exist(name.as_str())? {
-                self.discover(ctx).await?;
-                break;
-            }
+        // `table_exist` fails for a schema the session does not have yet: not a session table.
+        let unknown = |name: &String| {
+            !self.tables.contains_key(name) && !ctx.table_exist(name.as_str()).unwrap_or(false)
+        };
+        if names.iter().any(unknown) {
+            self.discover(ctx).await?;
         }
         let updates = self
             .tables
@@ -125,9 +127,7 @@ impl Catalog {
     /// Registers the old version `pin` asks for under its hidden name. A version never changes, so
     /// one registered before is reused; a timestamp is resolved again each time.
     pub async fn pin(&mut self, ctx: &SessionContext, pin: &Pin) -> Result<(), ReplError> {
-        if !self.tables.contains_key(&pin.table) {
-            self.discover(ctx).await?;
-        }
+        self.refresh(ctx, std::slice::from_ref(&pin.table)).await?;
         let latest = self.entry(&pin.table)?.table.version().unwrap_or(0);
         let reference = pin.reference();
         transform::ensure_schema(ctx, reference.schema().expect("pins are schema-qualified"))?;
@@ -145,8 +145,7 @@ impl Catalog {
             AsOf::Timestamp(time) => self.load_at(&pin.table, time).await?,
         };
         let provider = sink::table_provider(ctx, &table, &pin.table).await?;
-        ctx.register_table(reference, provider)?;
-        Ok(())
+        replace_table(ctx, reference, provider)
     }
 
     async fn load_at(&self, name: &str, time: DateTime<Utc>) -> Result<DeltaTable, ReplError> {
@@ -334,8 +333,19 @@ async fn register(
 ) -> Result<Arc<dyn TableProvider>, ReplError> {
     let provider = sink::table_provider(ctx, table, name).await?;
     let reference = transform::table_reference(ctx, name)?;
-    ctx.register_table(reference, provider.clone())?;
+    replace_table(ctx, reference, provider.clone())?;
     Ok(provider)
+}
+
+/// Registers `provider` as `reference`, replacing the provider registered before, if any.
+fn replace_table(
+    ctx: &SessionContext,
+    reference: TableReference,
+    provider: Arc<dyn TableProvider>,
+) -> Result<(), ReplError> {
+    ctx.deregister_table(reference.clone())?;
+    ctx.register_table(reference, provider)?;
+    Ok(())
 }
 
 /// The dotted names of the Delta tables under the lake: directories holding a `_delta_log`,

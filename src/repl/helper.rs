@@ -15,110 +15,22 @@ use super::format::Format;
 use super::lexer::{self, Kind, Token};
 
 /// SQL keywords offered by completion and highlighted.
+#[rustfmt::skip]
 pub const KEYWORDS: &[&str] = &[
-    "ALL",
-    "ANALYZE",
-    "AND",
-    "ANY",
-    "ARRAY",
-    "AS",
-    "ASC",
-    "AT",
-    "BETWEEN",
-    "BIGINT",
-    "BOOLEAN",
-    "BY",
-    "CASE",
-    "CAST",
-    "COLUMNS",
-    "CREATE",
-    "CROSS",
-    "CURRENT",
-    "DATE",
-    "DECIMAL",
-    "DESC",
-    "DESCRIBE",
-    "DISTINCT",
-    "DOUBLE",
-    "DROP",
-    "ELSE",
-    "END",
-    "ESCAPE",
-    "EXCEPT",
-    "EXCLUDE",
-    "EXISTS",
-    "EXPLAIN",
-    "EXTERNAL",
-    "FALSE",
-    "FILTER",
-    "FIRST",
-    "FOLLOWING",
-    "FROM",
-    "FULL",
-    "GROUP",
-    "HAVING",
-    "IF",
-    "ILIKE",
-    "IN",
-    "INNER",
-    "INT",
-    "INTEGER",
-    "INTERSECT",
-    "INTERVAL",
-    "IS",
-    "JOIN",
-    "LAST",
-    "LEFT",
-    "LIKE",
-    "LIMIT",
-    "NATURAL",
-    "NOT",
-    "NULL",
-    "NULLS",
-    "OF",
-    "OFFSET",
-    "ON",
-    "OR",
-    "ORDER",
-    "OUTER",
-    "OVER",
-    "PARTITION",
-    "PRECEDING",
-    "QUALIFY",
-    "RANGE",
-    "REPLACE",
-    "RIGHT",
-    "ROW",
-    "ROWS",
-    "SELECT",
-    "SET",
-    "SHOW",
-    "STRUCT",
-    "TABLE",
-    "TABLES",
-    "THEN",
-    "TIME",
-    "TIMESTAMP",
-    "TRUE",
-    "TRY_CAST",
-    "UNBOUNDED",
-    "UNION",
-    "UNNEST",
-    "USING",
-    "VALUES",
-    "VARCHAR",
-    "VERBOSE",
-    "VERSION",
-    "VIEW",
-    "WHEN",
-    "WHERE",
-    "WINDOW",
-    "WITH",
-    "ZONE",
+    "ALL", "ANALYZE", "AND", "ANY", "ARRAY", "AS", "ASC", "AT", "BETWEEN", "BIGINT", "BOOLEAN", "BY",
+    "CASE", "CAST", "COLUMNS", "CREATE", "CROSS", "CURRENT", "DATE", "DECIMAL", "DESC", "DESCRIBE",
+    "DISTINCT", "DOUBLE", "DROP", "ELSE", "END", "ESCAPE", "EXCEPT", "EXCLUDE", "EXISTS", "EXPLAIN",
+    "EXTERNAL", "FALSE", "FILTER", "FIRST", "FOLLOWING", "FROM", "FULL", "GROUP", "HAVING", "IF", "ILIKE",
+    "IN", "INNER", "INT", "INTEGER", "INTERSECT", "INTERVAL", "IS", "JOIN", "LAST", "LEFT", "LIKE",
+    "LIMIT", "NATURAL", "NOT", "NULL", "NULLS", "OF", "OFFSET", "ON", "OR", "ORDER", "OUTER", "OVER",
+    "PARTITION", "PRECEDING", "QUALIFY", "RANGE", "REPLACE", "RIGHT", "ROW", "ROWS", "SELECT", "SET",
+    "SHOW", "STRUCT", "TABLE", "TABLES", "THEN", "TIME", "TIMESTAMP", "TRUE", "TRY_CAST", "UNBOUNDED",
+    "UNION", "UNNEST", "USING", "VALUES", "VARCHAR", "VERBOSE", "VERSION", "VIEW", "WHEN", "WHERE",
+    "WINDOW", "WITH", "ZONE",
 ];
 
 /// After these keywords only a table name makes sense.
-const TABLE_CONTEXT: &[&str] = &["FROM", "JOIN", "TABLE", "DESCRIBE", "INTO", "UPDATE"];
+const TABLE_CONTEXT: &[&str] = &["FROM", "JOIN", "TABLE", "DESCRIBE"];
 
 const KEYWORD_STYLE: &str = "\x1b[1;34m";
 const STRING_STYLE: &str = "\x1b[32m";
@@ -207,52 +119,73 @@ fn complete_sql(vocabulary: &Vocabulary, line: &str, pos: usize) -> (usize, Vec<
         .rfind(|c: char| !(lexer::is_word_char(c) || c == '.'))
         .map_or(0, |i| i + 1);
     let word = &line[start..pos];
-    let mentioned = mentioned_tables(vocabulary, &tokens);
-    let columns = |table: &str| {
-        vocabulary
+    let scope = Scope {
+        vocabulary,
+        mentioned: mentioned_tables(vocabulary, &tokens),
+    };
+    let candidates = match word.rsplit_once('.') {
+        Some((qualifier, _)) => scope.qualified(qualifier),
+        None if follows_table_keyword(&tokens, start) => vocabulary.tables.keys().cloned().collect(),
+        None if word.is_empty() => scope.columns_in_scope().collect(),
+        None => scope.anything(word),
+    };
+    (start, pairs(matching(candidates, word)))
+}
+
+/// What a statement can name: its tables (with aliases) and everything the session knows.
+struct Scope<'v> {
+    vocabulary: &'v Vocabulary,
+    mentioned: Vec<(String, Option<String>)>,
+}
+
+impl Scope<'_> {
+    fn columns<'a>(&'a self, table: &str) -> impl Iterator<Item = String> + 'a {
+        self.vocabulary
             .tables
             .get(table)
             .into_iter()
             .flatten()
             .map(|c| quoted(c))
-    };
-    let candidates: Vec<String> = match word.rsplit_once('.') {
-        Some((qualifier, _)) => {
-            let qualifier = qualifier.to_ascii_lowercase();
-            let schema_tables = vocabulary
-                .tables
-                .keys()
-                .filter(|t| t.starts_with(&format!("{qualifier}.")));
-            let table = mentioned
-                .iter()
-                .find(|(name, alias)| *name == qualifier || alias.as_deref() == Some(qualifier.as_str()))
-                .map_or(qualifier.clone(), |(name, _)| name.clone());
-            schema_tables
-                .cloned()
-                .chain(columns(&table).map(|c| format!("{}.{c}", &word[..qualifier.len()])))
-                .collect()
-        }
-        None if follows_table_keyword(&tokens, start) => vocabulary.tables.keys().cloned().collect(),
-        None if word.is_empty() => mentioned.iter().flat_map(|(t, _)| columns(t)).collect(),
-        None => {
-            let upper = word.chars().all(|c| !c.is_ascii_lowercase());
-            let case = |w: &str| {
-                if upper {
-                    w.to_ascii_uppercase()
-                } else {
-                    w.to_ascii_lowercase()
-                }
-            };
-            mentioned
-                .iter()
-                .flat_map(|(t, _)| columns(t))
-                .chain(vocabulary.functions.iter().map(|f| case(f)))
-                .chain(KEYWORDS.iter().map(|k| case(k)))
-                .chain(vocabulary.tables.keys().cloned())
-                .collect()
-        }
-    };
-    (start, pairs(matching(candidates, word)))
+    }
+
+    fn columns_in_scope(&self) -> impl Iterator<Item = String> + '_ {
+        self.mentioned.iter().flat_map(|(table, _)| self.columns(table))
+    }
+
+    /// After `schema.`: its tables; after `table.` or `alias.`: the table's columns.
+    fn qualified(&self, qualifier: &str) -> Vec<String> {
+        let lower = qualifier.to_ascii_lowercase();
+        let schema_prefix = format!("{lower}.");
+        let table = self
+            .mentioned
+            .iter()
+            .find(|(name, alias)| *name == lower || alias.as_deref() == Some(lower.as_str()))
+            .map_or(lower.clone(), |(name, _)| name.clone());
+        let tables = self
+            .vocabulary
+            .tables
+            .keys()
+            .filter(|t| t.starts_with(&schema_prefix));
+        let columns = self.columns(&table).map(|c| format!("{qualifier}.{c}"));
+        tables.cloned().chain(columns).collect()
+    }
+
+    /// Columns in scope, functions and keywords (in the case the word is typed in), tables.
+    fn anything(&self, word: &str) -> Vec<String> {
+        let upper = word.chars().all(|c| !c.is_ascii_lowercase());
+        let case = |w: &str| match upper {
+            true => w.to_ascii_uppercase(),
+            false => w.to_ascii_lowercase(),
+        };
+        let functions = self.vocabulary.functions.iter().map(|f| case(f));
+        let keywords = KEYWORDS.iter().map(|k| case(k));
+        let tables = self.vocabulary.tables.keys().cloned();
+        self.columns_in_scope()
+            .chain(functions)
+            .chain(keywords)
+            .chain(tables)
+            .collect()
+    }
 }
 
 /// Candidates starting with `prefix` (ignoring case), sorted, without duplicates.

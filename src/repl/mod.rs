@@ -37,7 +37,7 @@ use output::Output;
 use saved::SavedQueries;
 
 pub use format::Format;
-pub use shell::{run as interactive, PROMPT};
+pub use shell::run as interactive;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
@@ -140,16 +140,16 @@ impl Session {
         Ok(session)
     }
 
-    pub fn lake_uri(&self) -> String {
+    fn lake_uri(&self) -> String {
         self.catalog.lake().root().to_string()
     }
 
-    pub fn table_count(&self) -> usize {
+    fn table_count(&self) -> usize {
         self.catalog.schemas().count()
     }
 
     /// What Tab completion knows; kept current by the session.
-    pub fn vocabulary(&self) -> Arc<RwLock<Vocabulary>> {
+    fn vocabulary(&self) -> Arc<RwLock<Vocabulary>> {
         self.vocabulary.clone()
     }
 
@@ -174,6 +174,23 @@ impl Session {
     }
 
     async fn run_sql(&mut self, sql: &str) -> Result<(), ReplError> {
+        let plan = self.plan(sql).await?;
+        let frame = self.ctx.execute_logical_plan(plan).await?;
+        let outcome = execute::run(frame, self.max_bytes_scanned, self.interactive).await?;
+        self.print(&outcome.schema, &outcome.batches)?;
+        if self.timing {
+            let destination = match self.output.file() {
+                Some((path, format)) => format!(", written to {} as {format}", path.display()),
+                None => String::new(),
+            };
+            eprintln!("({}{destination})", outcome.summary());
+        }
+        self.last_statement = Some(sql.to_string());
+        Ok(())
+    }
+
+    /// Rewrites time travel, brings the tables `sql` reads to their latest version, and plans it.
+    async fn plan(&mut self, sql: &str) -> Result<LogicalPlan, ReplError> {
         let (rewritten, pins) = time_travel::rewrite(sql)?;
         for pin in &pins {
             self.catalog.pin(&self.ctx, pin).await?;
@@ -194,18 +211,7 @@ impl Session {
                 dml.op, dml.table_name
             )));
         }
-        let frame = self.ctx.execute_logical_plan(plan).await?;
-        let outcome = execute::run(frame, self.max_bytes_scanned, self.interactive).await?;
-        self.print(&outcome.schema, &outcome.batches)?;
-        if self.timing {
-            let destination = match self.output.file() {
-                Some((path, format)) => format!(", written to {} as {format}", path.display()),
-                None => String::new(),
-            };
-            eprintln!("({}{destination})", outcome.summary());
-        }
-        self.last_statement = Some(sql.to_string());
-        Ok(())
+        Ok(plan)
     }
 
     async fn run_command(&mut self, command: Command) -> Result<Flow, ReplError> {

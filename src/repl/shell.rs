@@ -9,7 +9,7 @@ use rustyline::{CompletionType, Config, Editor};
 use super::helper::{is_quit, ReplHelper};
 use super::{lexer, one_line, Flow, ReplError, Session};
 
-pub const PROMPT: &str = "tweetlake> ";
+const PROMPT: &str = "tweetlake> ";
 
 /// Reads and runs input until `\q`, `exit` or Ctrl-D. Errors are printed and the prompt returns;
 /// Ctrl-C clears the line being typed (and cancels a running query, see `execute`).
