@@ -69,16 +69,22 @@ impl Catalog {
     /// Lists the lake and registers the tables not known yet.
     pub async fn discover(&mut self, ctx: &SessionContext) -> Result<(), ReplError> {
         let found = find_tables(&self.lake).await?;
-        let lake = &self.lake;
-        let loaded: Vec<_> =
-            futures::stream::iter(found.into_iter().filter(|n| !self.tables.contains_key(n)))
-                .map(|name| async move {
+        // Each load replays a Delta log: spawned, so they use every core.
+        let loads = found
+            .into_iter()
+            .filter(|name| !self.tables.contains_key(name))
+            .map(|name| {
+                let lake = self.lake.clone();
+                tokio::spawn(async move {
                     let table = lake.load_table(&name).await;
                     (name, table)
                 })
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+            });
+        let loaded: Vec<_> = futures::stream::iter(loads)
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await
+            .expect("loading a table does not panic");
         for (name, table) in loaded {
             match table {
                 Ok(table) => {

@@ -375,6 +375,30 @@ mod tests {
     }
 
     #[test]
+    fn meta_commands_and_their_arguments() {
+        let helper = ReplHelper::new(Arc::new(RwLock::new(vocabulary())));
+        let history = rustyline::history::DefaultHistory::new();
+        let complete = |line: &str| {
+            let (start, pairs) = helper
+                .complete(line, line.len(), &Context::new(&history))
+                .unwrap();
+            (
+                start,
+                pairs.into_iter().map(|p| p.replacement).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(complete("\\hi"), (0, vec!["\\history".to_string()]));
+        assert_eq!(complete("\\d silver.t"), (3, vec!["silver.tweets".to_string()]));
+        assert_eq!(complete("\\format m"), (8, vec!["markdown".to_string()]));
+        assert_eq!(
+            complete("\\timing "),
+            (8, vec!["off".to_string(), "on".to_string()])
+        );
+        assert_eq!(complete("\\run t"), (5, vec!["top".to_string()]));
+        assert_eq!(complete("\\run top h"), (9, vec!["hours=".to_string()]));
+    }
+
+    #[test]
     fn highlighting_keeps_the_text() {
         let line = "SELECT 'a', 1 FROM t -- c";
         let plain: String = highlight(line)
