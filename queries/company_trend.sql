@@ -1,4 +1,5 @@
--- description: Posts and engagement per company per time bucket over the last hours of data: the trend line (the sentiment trend once silver.tweets has sentiment columns).
+-- description: Posts and engagement per company per time bucket over the last hours of data: the trend line
+-- (the sentiment trend once silver.tweets has sentiment columns).
 -- param: company = %
 -- param: hours = 24
 -- param: bucket = hour

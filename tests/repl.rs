@@ -455,11 +455,9 @@ async fn one_shot_output_is_exact_in_every_format() {
     }
     // A stable aggregate over the lake, from a file, into a file named .csv.
     let script = project.path("q.sql");
-    std::fs::write(
-        &script,
-        "-- per language\nSELECT lang, count(*) AS posts\nFROM silver.tweets\nGROUP BY lang\nORDER BY lang;\n",
-    )
-    .unwrap();
+    let query = "-- per language\nSELECT lang, count(*) AS posts\nFROM silver.tweets\n\
+                 GROUP BY lang\nORDER BY lang;\n";
+    std::fs::write(&script, query).unwrap();
     let out = project.path("langs.csv");
     let (ok, stdout, stderr) = sql(
         &project,
@@ -468,11 +466,9 @@ async fn one_shot_output_is_exact_in_every_format() {
     );
     assert!(ok, "{stderr}");
     assert_eq!(stdout, "");
-    let expected = common::strings(
-        &project
-            .query("SELECT concat(lang, ',', CAST(count(*) AS VARCHAR)) FROM silver.tweets GROUP BY lang ORDER BY lang")
-            .await,
-    );
+    let lines =
+        "SELECT concat(lang, ',', CAST(count(*) AS VARCHAR)) FROM silver.tweets GROUP BY lang ORDER BY lang";
+    let expected = common::strings(&project.query(lines).await);
     assert_eq!(
         std::fs::read_to_string(&out).unwrap(),
         format!("lang,posts\n{}\n", expected.join("\n"))

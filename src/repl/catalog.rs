@@ -115,12 +115,14 @@ impl Catalog {
             .filter(|(name, _)| names.contains(name))
             .map(|(name, entry)| async move {
                 let before = entry.table.version();
-                entry.table.update_incremental(None).await.map_err(|source| {
-                    ReplError::Lake(sink::SinkError::Delta {
+                entry
+                    .table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|source| sink::SinkError::Delta {
                         table: name.clone(),
                         source,
-                    })
-                })?;
+                    })?;
                 if entry.table.version() != before {
                     entry.provider = register(ctx, name, &entry.table).await?;
                 }

@@ -42,11 +42,11 @@ pub use shell::run as interactive;
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
     #[error(transparent)]
-    Lake(#[from] SinkError),
+    Lake(Box<SinkError>),
     #[error("{0}")]
-    Delta(#[from] DeltaTableError),
+    Delta(Box<DeltaTableError>),
     #[error("{0}")]
-    Sql(#[from] DataFusionError),
+    Sql(Box<DataFusionError>),
     #[error("{0}")]
     Arrow(#[from] ArrowError),
     #[error("{path}: {source}")]
@@ -67,6 +67,34 @@ pub enum ReplError {
     Cancelled,
     #[error("terminal: {0}")]
     Terminal(#[from] ReadlineError),
+}
+
+// The library errors are large: boxed, so every `Result` stays small.
+impl From<SinkError> for ReplError {
+    fn from(error: SinkError) -> Self {
+        Self::Lake(Box::new(error))
+    }
+}
+
+impl From<DeltaTableError> for ReplError {
+    fn from(error: DeltaTableError) -> Self {
+        Self::Delta(Box::new(error))
+    }
+}
+
+impl From<DataFusionError> for ReplError {
+    fn from(error: DataFusionError) -> Self {
+        Self::Sql(Box::new(error))
+    }
+}
+
+impl ReplError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
 }
 
 /// An error on one line, as the prompt shows it.
@@ -225,13 +253,17 @@ impl Session {
                 self.print_batch(self.catalog.summary()?)?;
             }
             Command::Describe(table) => {
-                self.catalog.refresh(&self.ctx, &[table.clone()]).await?;
+                self.catalog
+                    .refresh(&self.ctx, std::slice::from_ref(&table))
+                    .await?;
                 let (title, batch) = self.catalog.describe(&table)?;
                 eprintln!("{title}");
                 self.print_batch(batch)?;
             }
             Command::History { table, limit } => {
-                self.catalog.refresh(&self.ctx, &[table.clone()]).await?;
+                self.catalog
+                    .refresh(&self.ctx, std::slice::from_ref(&table))
+                    .await?;
                 self.print_batch(self.catalog.history(&table, limit).await?)?;
             }
             Command::Timing(on) => {
@@ -274,10 +306,7 @@ impl Session {
     }
 
     async fn run_file(&mut self, path: &Path) -> Result<Flow, ReplError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReplError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ReplError::io(path, e))?;
         Box::pin(self.run_inputs(lexer::split_inputs(&text))).await
     }
 

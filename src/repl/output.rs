@@ -36,10 +36,7 @@ impl Output {
 
     /// Sends results to `path` (truncated) in `format` until [`Output::reset`].
     pub fn set_file(&mut self, path: &Path, format: Format) -> Result<(), ReplError> {
-        let file = File::create(path).map_err(|source| ReplError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = File::create(path).map_err(|e| ReplError::io(path, e))?;
         self.file = Some((path.to_path_buf(), file, format));
         Ok(())
     }
@@ -63,10 +60,7 @@ impl Output {
 
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), ReplError> {
         if let Some((path, file, _)) = &mut self.file {
-            return file.write_all(bytes).map_err(|source| ReplError::Io {
-                path: path.clone(),
-                source,
-            });
+            return file.write_all(bytes).map_err(|e| ReplError::io(path, e));
         }
         if self.paging && taller_than_terminal(bytes) && page(&self.pager, bytes).is_ok() {
             return Ok(());
@@ -75,10 +69,7 @@ impl Output {
         stdout
             .write_all(bytes)
             .and_then(|()| stdout.flush())
-            .map_err(|source| ReplError::Io {
-                path: PathBuf::from("<stdout>"),
-                source,
-            })
+            .map_err(|e| ReplError::io(Path::new("<stdout>"), e))
     }
 }
 

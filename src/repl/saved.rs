@@ -8,8 +8,9 @@
 //! SELECT ... WHERE minute > now() - INTERVAL '${hours} hours' AND company = :company
 //! ```
 //!
-//! `:name` is replaced in SQL code, `${name}` anywhere (also inside quotes), by the value given to
-//! `\run name param=value`, else the declared default. Values are inserted as they are typed.
+//! `:name` is replaced in SQL code, `${name}` in code or inside quotes (never in comments), by
+//! the value given to `\run name param=value`, else the declared default. Values are inserted as
+//! they are typed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,8 +39,11 @@ pub struct SavedQuery {
 }
 
 impl SavedQuery {
+    /// Reads the header: `-- description: ...` (continued on the comment lines right after it),
+    /// `-- param: name [= default]` lines; without a description, the first comment line is it.
     pub fn parse(name: &str, text: &str) -> Result<Self, ReplError> {
-        let mut description = None;
+        let mut description: Option<String> = None;
+        let mut continued = false;
         let mut params = Vec::new();
         for line in text
             .lines()
@@ -47,10 +51,16 @@ impl SavedQuery {
             .take_while(|l| l.is_empty() || l.starts_with("--"))
         {
             let comment = line.trim_start_matches('-').trim();
+            let continues = std::mem::take(&mut continued) && !comment.is_empty();
             if let Some(rest) = comment.strip_prefix("description:") {
                 description = Some(rest.trim().to_string());
+                continued = true;
             } else if let Some(rest) = comment.strip_prefix("param:") {
                 params.push(parse_param(name, rest)?);
+            } else if let Some(text) = description.as_mut().filter(|_| continues) {
+                text.push(' ');
+                text.push_str(comment);
+                continued = true;
             } else if description.is_none() && !comment.is_empty() {
                 description = Some(comment.to_string());
             }
@@ -205,15 +215,15 @@ impl SavedQueries {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return parse_all(texts),
-            Err(e) => return Err(io_error(&self.dir, e)),
+            Err(e) => return Err(ReplError::io(&self.dir, e)),
         };
         for entry in entries {
-            let path = entry.map_err(|e| io_error(&self.dir, e))?.path();
+            let path = entry.map_err(|e| ReplError::io(&self.dir, e))?.path();
             let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
                 continue;
             };
             if path.extension().is_some_and(|e| e == "sql") {
-                let text = std::fs::read_to_string(&path).map_err(|e| io_error(&path, e))?;
+                let text = std::fs::read_to_string(&path).map_err(|e| ReplError::io(&path, e))?;
                 texts.insert(name.to_string(), text);
             }
         }
@@ -245,10 +255,10 @@ impl SavedQueries {
                 path.display()
             )));
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| io_error(&self.dir, e))?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| ReplError::io(&self.dir, e))?;
         let today = chrono::Utc::now().format("%Y-%m-%d");
         let text = format!("-- description: saved from the REPL on {today}\n{sql};\n");
-        std::fs::write(&path, text).map_err(|e| io_error(&path, e))?;
+        std::fs::write(&path, text).map_err(|e| ReplError::io(&path, e))?;
         Ok(path)
     }
 
@@ -280,18 +290,11 @@ fn parse_all(texts: BTreeMap<String, String>) -> Result<Vec<SavedQuery>, ReplErr
         .collect()
 }
 
-fn io_error(path: &Path, source: std::io::Error) -> ReplError {
-    ReplError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const QUERY: &str = "-- description: Posts per company.\n-- param: hours = 1\n-- param: company\n\
+    const QUERY: &str = "-- description: Posts\n-- per company.\n-- param: hours = 1\n-- param: company\n\
         SELECT x::int, '10:30 ${company}', \"${company}\" FROM t -- :hours\n\
         WHERE h < :hours AND c = '${company}' AND d = ${hours}";
 
