@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::repl::Format;
+
 /// Prefix of environment variables that override config keys, e.g. `TWEETLAKE_LAKE__URI`.
 pub const ENV_PREFIX: &str = "TWEETLAKE_";
 
@@ -31,6 +33,7 @@ pub struct Config {
     pub lake: LakeConfig,
     pub pipeline: PipelineConfig,
     pub dlq: DlqConfig,
+    pub repl: ReplConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -159,6 +162,40 @@ impl Default for DlqConfig {
         Self {
             table: "dlq".into(),
             kafka_topic: String::new(),
+        }
+    }
+}
+
+/// `tweetlake sql`: the interactive REPL and one-shot queries over the lake.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplConfig {
+    /// The REPL's history file; empty for `<user data dir>/tweetlake/history`.
+    pub history_file: PathBuf,
+    /// A query that would scan more than this many bytes is stopped (`0`: no limit).
+    /// A number of bytes or a size like `500MB`, `10GiB`.
+    #[serde(with = "byte_size")]
+    pub max_bytes_scanned: u64,
+    /// The result format: `table`, `csv`, `json`, `ndjson` or `markdown`.
+    pub format: Format,
+    /// Saved queries (`\queries`, `\run`, `\save`), added to the built-in ones.
+    pub queries_dir: PathBuf,
+    /// Print time, rows and bytes scanned after each query in the REPL.
+    pub timing: bool,
+    /// The pager for results taller than the terminal: empty for `$PAGER`, else `less -FRX`;
+    /// `off` never pages.
+    pub pager: String,
+}
+
+impl Default for ReplConfig {
+    fn default() -> Self {
+        Self {
+            history_file: PathBuf::new(),
+            max_bytes_scanned: 0,
+            format: Format::Table,
+            queries_dir: PathBuf::from("queries"),
+            timing: true,
+            pager: String::new(),
         }
     }
 }
@@ -335,6 +372,51 @@ pub mod duration_text {
     }
 }
 
+/// Sizes written as a number of bytes or `500MB`, `10GiB` (`KB`/`MB`/`GB`/`TB` and the `iB` forms
+/// are all powers of 1024, as data volumes are usually meant).
+pub mod byte_size {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        match Size::deserialize(d)? {
+            Size::Bytes(n) => Ok(n),
+            Size::Text(text) => parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<u64, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let n: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a size like 1048576, 500MB or 10GiB"))?;
+        let unit = unit.trim().to_ascii_uppercase();
+        let prefix = unit
+            .strip_suffix("IB")
+            .or_else(|| unit.strip_suffix('B'))
+            .unwrap_or(&unit);
+        let power = match prefix {
+            "" => 0,
+            "K" => 1,
+            "M" => 2,
+            "G" => 3,
+            "T" => 4,
+            _ => return Err(format!("`{text}`: unit must be B, KB, MB, GB or TB")),
+        };
+        Ok((n * 1024f64.powi(power)) as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +465,26 @@ mod tests {
         let err = Config::from_toml_and_env("[pipeline]\ntrigger_interval = \"soon\"\n", "t.toml", env(&[]))
             .unwrap_err();
         assert!(err.to_string().contains("soon"), "{err}");
+        let err = Config::from_toml_and_env("[repl]\nformat = \"xml\"\n", "t.toml", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("repl.format"), "{err}");
+    }
+
+    #[test]
+    fn repl_sizes_take_units_and_env_overrides() {
+        let config = Config::from_toml_and_env(
+            "[repl]\nmax_bytes_scanned = \"1.5GB\"\n",
+            "t.toml",
+            env(&[
+                ("TWEETLAKE_REPL__HISTORY_FILE", "/tmp/h"),
+                ("TWEETLAKE_REPL__FORMAT", "csv"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.repl.max_bytes_scanned, 3 * 512 * 1024 * 1024);
+        assert_eq!(config.repl.history_file, PathBuf::from("/tmp/h"));
+        assert_eq!(config.repl.format, Format::Csv);
+        assert_eq!(byte_size::parse("2048").unwrap(), 2048);
+        assert_eq!(byte_size::parse("10 KiB").unwrap(), 10240);
+        assert!(byte_size::parse("3 parsecs").is_err());
     }
 }

@@ -32,7 +32,17 @@ pub const MODELS: &[(&str, &str)] = &[
 /// Saved queries for the REPL, by file name under `queries/`.
 pub const QUERIES: &[(&str, &str)] = &[
     ("top_companies.sql", include_str!("../queries/top_companies.sql")),
+    ("company_trend.sql", include_str!("../queries/company_trend.sql")),
+    ("top_hashtags.sql", include_str!("../queries/top_hashtags.sql")),
+    (
+        "country_activity.sql",
+        include_str!("../queries/country_activity.sql"),
+    ),
     ("dlq_triage.sql", include_str!("../queries/dlq_triage.sql")),
+    (
+        "pipeline_progress.sql",
+        include_str!("../queries/pipeline_progress.sql"),
+    ),
 ];
 
 /// The built-in models, as if loaded from `sql/`.

@@ -2,13 +2,14 @@
 //! Delta Lake tables, exactly once.
 //!
 //! The modules follow the data: [`source`] -> [`decode`] -> [`transform`] -> [`sink`], driven by
-//! [`pipeline`].
+//! [`pipeline`]; [`repl`] queries the lake.
 
 pub mod config;
 pub mod decode;
 pub mod embedded;
 pub mod pipeline;
 pub mod produce;
+pub mod repl;
 pub mod sink;
 pub mod source;
 pub mod transform;

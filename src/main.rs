@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tweetlake::repl::Format;
 
 /// Stream X (Twitter) posts through SQL models into Delta Lake, exactly once.
 #[derive(Parser)]
@@ -44,6 +45,22 @@ enum Command {
         /// Available-now: snapshot the end offsets, process up to them in bounded batches, exit 0.
         #[arg(long)]
         once: bool,
+    },
+    /// Query the lake with SQL: an interactive prompt, or one-shot with -e / -f.
+    Sql {
+        /// Run these statements (and meta-commands) and exit.
+        #[arg(short, long, conflicts_with = "file")]
+        execute: Option<String>,
+        /// Run the statements (and meta-commands) in this file and exit.
+        #[arg(short, long)]
+        file: Option<PathBuf>,
+        /// Result format: table, csv, json, ndjson or markdown [default: from --output's
+        /// extension, else repl.format].
+        #[arg(long)]
+        format: Option<Format>,
+        /// Write results to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
     },
     /// Print the model DAG and each model's output schema, type-checking every model.
     Plan,
@@ -148,6 +165,15 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo { lake, sql } => commands::demo(&lake, sql.as_deref()).await,
             Command::Run { once } => commands::run(cli.config.as_deref(), once).await,
+            Command::Sql {
+                execute,
+                file,
+                format,
+                output,
+            } => {
+                let script = commands::SqlScript::from_args(execute, file)?;
+                commands::sql(cli.config.as_deref(), script, format, output).await
+            }
             Command::Plan => commands::plan(cli.config.as_deref()).await,
             Command::Init { dir, force } => commands::init(&dir, force),
             Command::Produce { what } => produce(what, cli.config.as_deref()),

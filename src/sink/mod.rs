@@ -11,8 +11,10 @@ pub mod dead_letter_topic;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
 
+use chrono::{DateTime, Utc};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
@@ -96,6 +98,7 @@ impl Lake {
             .expect("table names are valid url segments")
     }
 
+    /// Opens table `name` for writing: a table that does not exist yet is returned unloaded.
     pub async fn open_table(&self, name: &str) -> Result<DeltaTable, SinkError> {
         let url = self.table_url(name);
         if let Ok(dir) = url.to_file_path() {
@@ -105,18 +108,39 @@ impl Lake {
                 message: e.to_string(),
             })?;
         }
-        let delta_error = |source| SinkError::Delta {
-            table: name.to_string(),
-            source,
-        };
-        let mut table = DeltaTableBuilder::from_url(url)
-            .and_then(|b| b.with_storage_options(self.options.clone()).build())
-            .map_err(delta_error)?;
+        let mut table = self.builder(name)?.build().map_err(delta_error(name))?;
         // Loading a table that does not exist yet logs errors; check first.
-        if table.verify_deltatable_existence().await.map_err(delta_error)? {
-            table.load().await.map_err(delta_error)?;
+        if table
+            .verify_deltatable_existence()
+            .await
+            .map_err(delta_error(name))?
+        {
+            table.load().await.map_err(delta_error(name))?;
         }
         Ok(table)
+    }
+
+    /// Loads the latest version of an existing table, reading only its log.
+    pub async fn load_table(&self, name: &str) -> Result<DeltaTable, SinkError> {
+        self.builder(name)?.load().await.map_err(delta_error(name))
+    }
+
+    /// Loads version `version` of table `name` (time travel).
+    pub async fn load_version(&self, name: &str, version: u64) -> Result<DeltaTable, SinkError> {
+        let builder = self.builder(name)?.with_version(version);
+        builder.load().await.map_err(delta_error(name))
+    }
+
+    /// Loads the version of table `name` that was current at `time` (time travel).
+    pub async fn load_at(&self, name: &str, time: DateTime<Utc>) -> Result<DeltaTable, SinkError> {
+        let builder = self.builder(name)?.with_timestamp(time);
+        builder.load().await.map_err(delta_error(name))
+    }
+
+    fn builder(&self, name: &str) -> Result<DeltaTableBuilder, SinkError> {
+        DeltaTableBuilder::from_url(self.table_url(name))
+            .map(|b| b.with_storage_options(self.options.clone()))
+            .map_err(delta_error(name))
     }
 
     /// Registers table `name` in `ctx` for querying. Returns false if it does not exist yet.
@@ -125,38 +149,49 @@ impl Lake {
         if table.version().is_none() {
             return Ok(false);
         }
-        let delta_error = |source| SinkError::Delta {
-            table: name.to_string(),
-            source,
-        };
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(delta_error)?;
-        let query_error = |e: DataFusionError| SinkError::Query {
-            table: name.to_string(),
-            message: e.to_string(),
-        };
-        let provider = table.table_provider().await.map_err(query_error)?;
-        let reference = crate::transform::table_reference(ctx, name).map_err(query_error)?;
-        ctx.register_table(reference, provider).map_err(query_error)?;
+        let provider = table_provider(ctx, &table, name).await?;
+        let reference = crate::transform::table_reference(ctx, name).map_err(query_error(name))?;
+        ctx.register_table(reference, provider)
+            .map_err(query_error(name))?;
         Ok(true)
     }
 
-    /// The object store holding the lake, and the lake root's path inside it.
-    /// The store is opened at the bucket (or filesystem) root, so paths are the same for local
-    /// and S3 lakes: delta-rs would otherwise scope an S3 store to the prefix already.
+    /// The object store holding the lake, and the lake root's path inside it. delta-rs roots
+    /// the store at the lake URL (a prefix store), so the root is the store's empty path.
     pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path), SinkError> {
-        let mut base = self.root.clone();
-        base.set_path("/");
-        let store = deltalake::logstore::store_for(&base, &self.options).map_err(|e| SinkError::Uri {
-            uri: self.root.to_string(),
-            message: e.to_string(),
-        })?;
-        let root = Path::from_url_path(self.root.path()).map_err(|e| SinkError::Uri {
-            uri: self.root.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok((store, root))
+        let store =
+            deltalake::logstore::store_for(&self.root, &self.options).map_err(|e| SinkError::Uri {
+                uri: self.root.to_string(),
+                message: e.to_string(),
+            })?;
+        Ok((store, Path::default()))
+    }
+}
+
+/// A DataFusion provider for the loaded version of `table`, its store registered in `ctx`;
+/// `name` is for messages.
+pub async fn table_provider(
+    ctx: &SessionContext,
+    table: &DeltaTable,
+    name: &str,
+) -> Result<Arc<dyn TableProvider>, SinkError> {
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(delta_error(name))?;
+    table.table_provider().await.map_err(query_error(name))
+}
+
+fn delta_error(name: &str) -> impl Fn(DeltaTableError) -> SinkError + '_ {
+    move |source| SinkError::Delta {
+        table: name.to_string(),
+        source,
+    }
+}
+
+fn query_error(name: &str) -> impl Fn(DataFusionError) -> SinkError + '_ {
+    move |e| SinkError::Query {
+        table: name.to_string(),
+        message: e.to_string(),
     }
 }
 
@@ -238,11 +273,7 @@ impl DeltaSink {
         if table.version().is_none() {
             return Ok(0);
         }
-        let delta_error = |source| SinkError::Delta {
-            table: name.to_string(),
-            source,
-        };
-        let state = table.snapshot().map_err(delta_error)?;
+        let state = table.snapshot().map_err(delta_error(name))?;
         let log_store = table.log_store();
         let versions = try_join_all(
             ranges
@@ -250,7 +281,7 @@ impl DeltaSink {
                 .map(|r| state.transaction_version(log_store.as_ref(), self.app_id(r))),
         )
         .await
-        .map_err(delta_error)?;
+        .map_err(delta_error(name))?;
         Ok(ranges
             .iter()
             .zip(versions)
@@ -294,10 +325,6 @@ impl DeltaSink {
                 .map(|r| Transaction::new(self.app_id(r), r.end))
                 .collect(),
         );
-        let delta_error = |source| SinkError::Delta {
-            table: spec.name.clone(),
-            source,
-        };
         let written = match &spec.materialization {
             Materialization::Merge { keys, updates } if table.version().is_some() => {
                 merge(table, spec, schema, batches, keys, updates, properties).await?
@@ -308,7 +335,7 @@ impl DeltaSink {
                 .with_partition_columns(spec.partition_by.clone())
                 .with_commit_properties(properties)
                 .await
-                .map_err(delta_error)?,
+                .map_err(delta_error(&spec.name))?,
         };
         let version = written.version().map_or(0, |v| v as i64);
         self.tables.insert(spec.name.clone(), written);

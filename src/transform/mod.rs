@@ -208,12 +208,18 @@ fn register(
 pub fn table_reference(ctx: &SessionContext, name: &str) -> Result<TableReference, DataFusionError> {
     let reference = TableReference::parse_str(name);
     if let Some(schema_name) = reference.schema() {
-        let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
-        if catalog.schema(schema_name).is_none() {
-            catalog.register_schema(schema_name, Arc::new(MemorySchemaProvider::new()))?;
-        }
+        ensure_schema(ctx, schema_name)?;
     }
     Ok(reference)
+}
+
+/// Creates schema `name` in the default catalog unless it exists.
+pub fn ensure_schema(ctx: &SessionContext, name: &str) -> Result<(), DataFusionError> {
+    let catalog = ctx.catalog("datafusion").expect("the default catalog exists");
+    if catalog.schema(name).is_none() {
+        catalog.register_schema(name, Arc::new(MemorySchemaProvider::new()))?;
+    }
+    Ok(())
 }
 
 /// The dotted names of the tables a model reads (CTE names excluded).
@@ -254,7 +260,8 @@ fn parser_position(message: &str) -> Option<(usize, usize)> {
     Some((line.parse().ok()?, column.parse().ok()?))
 }
 
-fn dotted_name(reference: &TableReference) -> String {
+/// `schema.table`, or `table` for a bare reference (the catalog part is dropped).
+pub fn dotted_name(reference: &TableReference) -> String {
     match reference.schema() {
         Some(schema) => format!("{schema}.{}", reference.table()),
         None => reference.table().to_string(),

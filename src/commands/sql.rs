@@ -1,0 +1,66 @@
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use tweetlake::repl::{self, Format, Options, Session};
+use tweetlake::sink::Lake;
+
+use super::load_config;
+
+/// What `tweetlake sql` runs: a script (from -e, -f or piped stdin) or the interactive prompt.
+pub enum SqlScript {
+    Text(String),
+    Interactive,
+}
+
+impl SqlScript {
+    pub fn from_args(execute: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Self> {
+        if let Some(text) = execute {
+            return Ok(Self::Text(text));
+        }
+        if let Some(path) = file {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            return Ok(Self::Text(text));
+        }
+        if std::io::stdin().is_terminal() {
+            return Ok(Self::Interactive);
+        }
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading SQL from stdin")?;
+        Ok(Self::Text(text))
+    }
+}
+
+pub async fn sql(
+    config_path: Option<&Path>,
+    script: SqlScript,
+    format: Option<Format>,
+    output: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let lake = Lake::new(&config.lake.uri, &config.lake.storage_options)?;
+    let options = Options {
+        interactive: matches!(script, SqlScript::Interactive),
+        format,
+        output,
+    };
+    let mut session = Session::open(lake, &config.repl, options)
+        .await
+        .with_context(|| format!("opening the lake at {}", config.lake.uri))?;
+    match script {
+        SqlScript::Text(text) => {
+            session
+                .run_text(&text)
+                .await
+                .map_err(|e| anyhow::anyhow!(repl::one_line(&e)))?;
+        }
+        SqlScript::Interactive => {
+            repl::interactive(&mut session, repl::history_path(&config.repl).as_deref()).await?
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! The lake's Delta tables: found by listing the lake, registered by dotted name, and brought to
+//! their latest version before each statement that reads them. Only Delta logs are read here,
+//! never data files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::array::{
+    ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::datafusion::catalog::TableProvider;
+use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::CommitInfo;
+use deltalake::{DeltaTable, ObjectStore, Path};
+use futures::{StreamExt, TryStreamExt};
+
+use super::time_travel::{AsOf, Pin};
+use super::ReplError;
+use crate::sink::{self, Lake};
+use crate::transform;
+
+/// How many tables are loaded at once.
+const CONCURRENCY: usize = 16;
+/// Tables are `<lake>/<name>/` or `<lake>/<schema>/<name>/`.
+const MAX_DEPTH: usize = 2;
+
+/// `operationMetrics` keys for rows added and updated: delta-rs's names, then Spark's.
+const ROWS_ADDED: &[&str] = &[
+    "num_added_rows",
+    "num_target_rows_inserted",
+    "numTargetRowsInserted",
+    "numOutputRows",
+];
+const ROWS_UPDATED: &[&str] = &["num_target_rows_updated", "numTargetRowsUpdated"];
+
+struct Entry {
+    table: DeltaTable,
+    provider: Arc<dyn TableProvider>,
+}
+
+pub struct Catalog {
+    lake: Lake,
+    tables: BTreeMap<String, Entry>,
+}
+
+impl Catalog {
+    /// Finds and registers every table of the lake.
+    pub async fn open(lake: Lake, ctx: &SessionContext) -> Result<Self, ReplError> {
+        let mut catalog = Self {
+            lake,
+            tables: BTreeMap::new(),
+        };
+        catalog.discover(ctx).await?;
+        Ok(catalog)
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Every table's name and current schema, by name.
+    pub fn schemas(&self) -> impl Iterator<Item = (&str, SchemaRef)> {
+        self.tables.iter().map(|(n, e)| (n.as_str(), e.provider.schema()))
+    }
+
+    /// Lists the lake and registers the tables not known yet.
+    pub async fn discover(&mut self, ctx: &SessionContext) -> Result<(), ReplError> {
+        let found = find_tables(&self.lake).await?;
+        // Each load replays a Delta log: spawned, so they use every core.
+        let loads = found
+            .into_iter()
+            .filter(|name| !self.tables.contains_key(name))
+            .map(|name| {
+                let lake = self.lake.clone();
+                tokio::spawn(async move {
+                    let table = lake.load_table(&name).await;
+                    (name, table)
+                })
+            });
+        let loaded: Vec<_> = futures::stream::iter(loads)
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await
+            .expect("loading a table does not panic");
+        for (name, table) in loaded {
+            match table {
+                Ok(table) => {
+                    let provider = register(ctx, &name, &table).await?;
+                    self.tables.insert(name, Entry { table, provider });
+                }
+                // E.g. a table whose first commit is still being written.
+                Err(error) => tracing::warn!("skipping table {name}: {error}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings tables `names` to their latest version, reading only log entries newer than the
+    /// loaded one. A name that is neither a known table nor a session table (a view, say)
+    /// triggers one listing of the lake, so tables created since startup appear.
+    pub async fn refresh(&mut self, ctx: &SessionContext, names: &[String]) -> Result<(), ReplError> {
+        // `table_exist` fails for a schema the session does not have yet: not a session table.
+        let unknown = |name: &String| {
+            !self.tables.contains_key(name) && !ctx.table_exist(name.as_str()).unwrap_or(false)
+        };
+        if names.iter().any(unknown) {
+            self.discover(ctx).await?;
+        }
+        let updates = self
+            .tables
+            .iter_mut()
+            .filter(|(name, _)| names.contains(name))
+            .map(|(name, entry)| async move {
+                let before = entry.table.version();
+                entry
+                    .table
+                    .update_incremental(None)
+                    .await
+                    .map_err(|source| sink::SinkError::Delta {
+                        table: name.clone(),
+                        source,
+                    })?;
+                if entry.table.version() != before {
+                    entry.provider = register(ctx, name, &entry.table).await?;
+                }
+                Ok::<_, ReplError>(())
+            });
+        futures::future::try_join_all(updates).await?;
+        Ok(())
+    }
+
+    /// Registers the old version `pin` asks for under its hidden name. A version never changes, so
+    /// one registered before is reused; a timestamp is resolved again each time.
+    pub async fn pin(&mut self, ctx: &SessionContext, pin: &Pin) -> Result<(), ReplError> {
+        self.refresh(ctx, std::slice::from_ref(&pin.table)).await?;
+        let latest = self.entry(&pin.table)?.table.version().unwrap_or(0);
+        let reference = pin.reference();
+        transform::ensure_schema(ctx, reference.schema().expect("pins are schema-qualified"))?;
+        if matches!(pin.as_of, AsOf::Version(_)) && ctx.table_exist(reference.clone())? {
+            return Ok(());
+        }
+        let table = match pin.as_of {
+            AsOf::Version(version) if version > latest => {
+                return Err(ReplError::TimeTravel(format!(
+                    "{} has no version {version}: its latest version is {latest}",
+                    pin.table
+                )))
+            }
+            AsOf::Version(version) => self.lake.load_version(&pin.table, version).await?,
+            AsOf::Timestamp(time) => self.load_at(&pin.table, time).await?,
+        };
+        let provider = sink::table_provider(ctx, &table, &pin.table).await?;
+        replace_table(ctx, reference, provider)
+    }
+
+    async fn load_at(&self, name: &str, time: DateTime<Utc>) -> Result<DeltaTable, ReplError> {
+        let table = self.lake.load_at(name, time).await?;
+        let version = table.version().unwrap_or(0);
+        let committed = table.snapshot()?.version_timestamp(version);
+        match committed.and_then(DateTime::from_timestamp_millis) {
+            Some(first) if first > time => Err(ReplError::TimeTravel(format!(
+                "{name} did not exist yet at {}: its first version was committed at {}",
+                time.to_rfc3339(),
+                first.to_rfc3339()
+            ))),
+            _ => Ok(table),
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry, ReplError> {
+        self.tables.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.tables.keys().map(String::as_str).collect();
+            ReplError::Usage(format!(
+                "no table `{name}` in the lake (tables: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// `\d`: one row per table with its version, files, rows and size, from the Delta log.
+    pub fn summary(&self) -> Result<RecordBatch, ReplError> {
+        let mut columns = SummaryColumns::default();
+        for (name, entry) in &self.tables {
+            let snapshot = entry.table.snapshot()?;
+            let files = snapshot.log_data();
+            columns.name.push(name.clone());
+            columns.version.push(entry.table.version().map(|v| v as i64));
+            columns.files.push(files.num_files() as i64);
+            let rows: Option<usize> = files.iter().map(|f| f.num_records()).sum();
+            columns.rows.push(rows.map(|r| r as i64));
+            columns
+                .size
+                .push(human_bytes(files.iter().map(|f| f.size().max(0) as u64).sum()));
+            columns
+                .partitioned_by
+                .push(snapshot.metadata().partition_columns().join(", "));
+        }
+        columns.into_batch()
+    }
+
+    /// `\d table`: columns and types, which are partition columns, and a line about the version.
+    pub fn describe(&self, name: &str) -> Result<(String, RecordBatch), ReplError> {
+        let entry = self.entry(name)?;
+        let snapshot = entry.table.snapshot()?;
+        let partitions = snapshot.metadata().partition_columns();
+        let schema = entry.provider.schema();
+        let fields = schema.fields();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.name()))),
+            Arc::new(StringArray::from_iter_values(
+                fields.iter().map(|f| short_type(f.data_type())),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                fields.iter().map(|f| Some(f.is_nullable())),
+            )),
+            Arc::new(BooleanArray::from_iter(
+                fields.iter().map(|f| Some(partitions.contains(f.name()))),
+            )),
+        ];
+        let batch = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![
+                Field::new("column", DataType::Utf8, false),
+                Field::new("type", DataType::Utf8, false),
+                Field::new("nullable", DataType::Boolean, false),
+                Field::new("partition", DataType::Boolean, false),
+            ])),
+            columns,
+        )?;
+        let partitioned = match partitions.is_empty() {
+            true => String::new(),
+            false => format!(", partitioned by {}", partitions.join(", ")),
+        };
+        let title = format!(
+            "{name}: version {}, {} files{partitioned}, at {}",
+            entry.table.version().unwrap_or(0),
+            snapshot.log_data().num_files(),
+            entry.table.table_url()
+        );
+        Ok((title, batch))
+    }
+
+    /// `\history table`: the latest `limit` commits, newest first.
+    pub async fn history(&self, name: &str, limit: usize) -> Result<RecordBatch, ReplError> {
+        let entry = self.entry(name)?;
+        let commits: Vec<CommitInfo> = entry.table.history(Some(limit)).try_collect().await?;
+        let latest = entry.table.version().unwrap_or(0) as i64;
+        let metric = |c: &CommitInfo, keys: &[&str]| {
+            let metrics = c.info.get("operationMetrics")?;
+            keys.iter().find_map(|k| metrics.get(*k)?.as_i64())
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                (0..commits.len() as i64).map(|i| latest - i),
+            )),
+            Arc::new(
+                TimestampMillisecondArray::from_iter(commits.iter().map(|c| c.timestamp))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(StringArray::from_iter(
+                commits.iter().map(|c| c.operation.clone()),
+            )),
+            Arc::new(Int64Array::from_iter(
+                commits.iter().map(|c| metric(c, ROWS_ADDED)),
+            )),
+            Arc::new(Int64Array::from_iter(
+                commits.iter().map(|c| metric(c, ROWS_UPDATED)),
+            )),
+        ];
+        Ok(RecordBatch::try_new(history_schema(), columns)?)
+    }
+}
+
+/// A type as `\d` shows it: structs by their field names only, so nested posts stay readable.
+fn short_type(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Struct(fields) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            format!("Struct({})", names.join(", "))
+        }
+        DataType::List(item) | DataType::LargeList(item) | DataType::ListView(item) => {
+            format!("List({})", short_type(item.data_type()))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn history_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("version", DataType::Int64, false),
+        Field::new(
+            "timestamp",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new("operation", DataType::Utf8, true),
+        Field::new("rows_added", DataType::Int64, true),
+        Field::new("rows_updated", DataType::Int64, true),
+    ]))
+}
+
+#[derive(Default)]
+struct SummaryColumns {
+    name: Vec<String>,
+    version: Vec<Option<i64>>,
+    files: Vec<i64>,
+    rows: Vec<Option<i64>>,
+    size: Vec<String>,
+    partitioned_by: Vec<String>,
+}
+
+impl SummaryColumns {
+    fn into_batch(self) -> Result<RecordBatch, ReplError> {
+        let schema = Schema::new(vec![
+            Field::new("table", DataType::Utf8, false),
+            Field::new("version", DataType::Int64, true),
+            Field::new("files", DataType::Int64, false),
+            Field::new("rows", DataType::Int64, true),
+            Field::new("size", DataType::Utf8, false),
+            Field::new("partitioned_by", DataType::Utf8, false),
+        ]);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(self.name)),
+            Arc::new(Int64Array::from(self.version)),
+            Arc::new(Int64Array::from(self.files)),
+            Arc::new(Int64Array::from(self.rows)),
+            Arc::new(StringArray::from(self.size)),
+            Arc::new(StringArray::from(self.partitioned_by)),
+        ];
+        Ok(RecordBatch::try_new(Arc::new(schema), columns)?)
+    }
+}
+
+/// Registers the loaded version of `table` as `name` and returns its provider.
+async fn register(
+    ctx: &SessionContext,
+    name: &str,
+    table: &DeltaTable,
+) -> Result<Arc<dyn TableProvider>, ReplError> {
+    let provider = sink::table_provider(ctx, table, name).await?;
+    let reference = transform::table_reference(ctx, name)?;
+    replace_table(ctx, reference, provider.clone())?;
+    Ok(provider)
+}
+
+/// Registers `provider` as `reference`, replacing the provider registered before, if any.
+fn replace_table(
+    ctx: &SessionContext,
+    reference: TableReference,
+    provider: Arc<dyn TableProvider>,
+) -> Result<(), ReplError> {
+    ctx.deregister_table(reference.clone())?;
+    ctx.register_table(reference, provider)?;
+    Ok(())
+}
+
+/// The dotted names of the Delta tables under the lake: directories holding a `_delta_log`,
+/// found by listing one directory level at a time (data files are never listed). Directories
+/// starting with `_` or `.` (tweetlake's own `_tweetlake`, say) are skipped.
+async fn find_tables(lake: &Lake) -> Result<Vec<String>, ReplError> {
+    let (store, root) = lake.object_store()?;
+    let mut tables = Vec::new();
+    let mut level = vec![(root.clone(), Vec::<String>::new())];
+    for depth in 0..=MAX_DEPTH {
+        let listings =
+            futures::future::try_join_all(level.iter().map(|(dir, _)| subdirectories(&store, dir))).await?;
+        let mut next = Vec::new();
+        for ((_, parts), children) in level.iter().zip(listings) {
+            if depth > 0 && children.iter().any(|c| c == "_delta_log") {
+                tables.push(parts.join("."));
+                continue;
+            }
+            let visible = children.into_iter().filter(|c| !c.starts_with(['_', '.']));
+            next.extend(visible.map(|child| {
+                let mut path = parts.clone();
+                path.push(child);
+                let dir = path
+                    .iter()
+                    .fold(root.clone(), |dir, part| dir.join(part.as_str()));
+                (dir, path)
+            }));
+        }
+        level = next;
+    }
+    tables.sort();
+    Ok(tables)
+}
+
+async fn subdirectories(store: &Arc<dyn ObjectStore>, dir: &Path) -> Result<Vec<String>, ReplError> {
+    let listing = match store.list_with_delimiter(Some(dir)).await {
+        Ok(listing) => listing,
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(ReplError::Listing(format!("{dir}: {e}"))),
+    };
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|p| p.filename().map(str::to_string))
+        .collect())
+}
+
+/// `1536` -> `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
+    }
+}

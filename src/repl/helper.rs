@@ -1,0 +1,422 @@
+//! The line editor's helper: Tab completion that knows the statement's tables, keyword
+//! highlighting, and "is this statement finished?" for multi-line input.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::{Context, Helper, Hinter};
+
+use super::command::COMMANDS;
+use super::format::Format;
+use super::lexer::{self, Kind, Token};
+
+/// SQL keywords offered by completion and highlighted.
+#[rustfmt::skip]
+pub const KEYWORDS: &[&str] = &[
+    "ALL", "ANALYZE", "AND", "ANY", "ARRAY", "AS", "ASC", "AT", "BETWEEN", "BIGINT", "BOOLEAN", "BY",
+    "CASE", "CAST", "COLUMNS", "CREATE", "CROSS", "CURRENT", "DATE", "DECIMAL", "DESC", "DESCRIBE",
+    "DISTINCT", "DOUBLE", "DROP", "ELSE", "END", "ESCAPE", "EXCEPT", "EXCLUDE", "EXISTS", "EXPLAIN",
+    "EXTERNAL", "FALSE", "FILTER", "FIRST", "FOLLOWING", "FROM", "FULL", "GROUP", "HAVING", "IF", "ILIKE",
+    "IN", "INNER", "INT", "INTEGER", "INTERSECT", "INTERVAL", "IS", "JOIN", "LAST", "LEFT", "LIKE",
+    "LIMIT", "NATURAL", "NOT", "NULL", "NULLS", "OF", "OFFSET", "ON", "OR", "ORDER", "OUTER", "OVER",
+    "PARTITION", "PRECEDING", "QUALIFY", "RANGE", "REPLACE", "RIGHT", "ROW", "ROWS", "SELECT", "SET",
+    "SHOW", "STRUCT", "TABLE", "TABLES", "THEN", "TIME", "TIMESTAMP", "TRUE", "TRY_CAST", "UNBOUNDED",
+    "UNION", "UNNEST", "USING", "VALUES", "VARCHAR", "VERBOSE", "VERSION", "VIEW", "WHEN", "WHERE",
+    "WINDOW", "WITH", "ZONE",
+];
+
+/// After these keywords only a table name makes sense.
+const TABLE_CONTEXT: &[&str] = &["FROM", "JOIN", "TABLE", "DESCRIBE"];
+
+const KEYWORD_STYLE: &str = "\x1b[1;34m";
+const STRING_STYLE: &str = "\x1b[32m";
+const NUMBER_STYLE: &str = "\x1b[33m";
+const COMMENT_STYLE: &str = "\x1b[90m";
+const COMMAND_STYLE: &str = "\x1b[1;36m";
+const RESET: &str = "\x1b[0m";
+
+/// What completion knows about the session, refreshed by it after each input.
+#[derive(Debug, Default)]
+pub struct Vocabulary {
+    /// Table name -> column names.
+    pub tables: BTreeMap<String, Vec<String>>,
+    /// Scalar, aggregate, window and table functions registered in the session.
+    pub functions: Vec<String>,
+    /// Saved query name -> parameter names.
+    pub queries: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Helper, Hinter)]
+pub struct ReplHelper {
+    vocabulary: Arc<RwLock<Vocabulary>>,
+    filenames: FilenameCompleter,
+}
+
+impl ReplHelper {
+    pub fn new(vocabulary: Arc<RwLock<Vocabulary>>) -> Self {
+        Self {
+            vocabulary,
+            filenames: FilenameCompleter::new(),
+        }
+    }
+}
+
+/// `exit` or `quit` typed as if it were SQL.
+pub fn is_quit(input: &str) -> bool {
+    matches!(input.trim().trim_end_matches(';').trim_end(), "exit" | "quit")
+}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+
+    fn complete(&self, line: &str, pos: usize, ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let vocabulary = self
+            .vocabulary
+            .read()
+            .expect("the vocabulary lock is never poisoned");
+        if !line.trim_start().starts_with('\\') {
+            return Ok(complete_sql(&vocabulary, line, pos));
+        }
+        let before = &line[..pos];
+        let words: Vec<&str> = before.split_whitespace().collect();
+        let new_word = before.ends_with(char::is_whitespace);
+        let start = if new_word {
+            pos
+        } else {
+            before.rfind(char::is_whitespace).map_or(0, |i| i + 1)
+        };
+        let argument = words.len() - usize::from(!new_word);
+        let candidates: Vec<String> = match (words.first().copied().unwrap_or(""), argument) {
+            (_, 0) => COMMANDS.iter().map(|c| c.name.to_string()).collect(),
+            ("\\i" | "\\o", _) => return self.filenames.complete(line, pos, ctx),
+            ("\\d" | "\\history", 1) => vocabulary.tables.keys().cloned().collect(),
+            ("\\format", 1) => Format::ALL.iter().map(|f| f.name().to_string()).collect(),
+            ("\\timing" | "\\pager", 1) => vec!["on".into(), "off".into()],
+            ("\\run", 1) => vocabulary.queries.keys().cloned().collect(),
+            ("\\run", _) => vocabulary
+                .queries
+                .get(words[1])
+                .map(|params| params.iter().map(|p| format!("{p}=")).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        Ok((start, pairs(matching(candidates, &line[start..pos]))))
+    }
+}
+
+/// Completion of the SQL word before `pos`: only tables after FROM / JOIN, columns of the
+/// statement's tables after `table.` or `alias.`, else columns, functions, keywords and tables.
+fn complete_sql(vocabulary: &Vocabulary, line: &str, pos: usize) -> (usize, Vec<Pair>) {
+    let tokens = lexer::tokens(line);
+    if tokens.iter().any(|t| inside_literal(t, pos)) {
+        return (pos, Vec::new());
+    }
+    let start = line[..pos]
+        .rfind(|c: char| !(lexer::is_word_char(c) || c == '.'))
+        .map_or(0, |i| i + 1);
+    let word = &line[start..pos];
+    let scope = Scope {
+        vocabulary,
+        mentioned: mentioned_tables(vocabulary, &tokens),
+    };
+    let candidates = match word.rsplit_once('.') {
+        Some((qualifier, _)) => scope.qualified(qualifier),
+        None if follows_table_keyword(&tokens, start) => vocabulary.tables.keys().cloned().collect(),
+        None if word.is_empty() => scope.columns_in_scope().collect(),
+        None => scope.anything(word),
+    };
+    (start, pairs(matching(candidates, word)))
+}
+
+/// What a statement can name: its tables (with aliases) and everything the session knows.
+struct Scope<'v> {
+    vocabulary: &'v Vocabulary,
+    mentioned: Vec<(String, Option<String>)>,
+}
+
+impl Scope<'_> {
+    fn columns<'a>(&'a self, table: &str) -> impl Iterator<Item = String> + 'a {
+        self.vocabulary
+            .tables
+            .get(table)
+            .into_iter()
+            .flatten()
+            .map(|c| quoted(c))
+    }
+
+    fn columns_in_scope(&self) -> impl Iterator<Item = String> + '_ {
+        self.mentioned.iter().flat_map(|(table, _)| self.columns(table))
+    }
+
+    /// After `schema.`: its tables; after `table.` or `alias.`: the table's columns.
+    fn qualified(&self, qualifier: &str) -> Vec<String> {
+        let lower = qualifier.to_ascii_lowercase();
+        let schema_prefix = format!("{lower}.");
+        let table = self
+            .mentioned
+            .iter()
+            .find(|(name, alias)| *name == lower || alias.as_deref() == Some(lower.as_str()))
+            .map_or(lower.clone(), |(name, _)| name.clone());
+        let tables = self
+            .vocabulary
+            .tables
+            .keys()
+            .filter(|t| t.starts_with(&schema_prefix));
+        let columns = self.columns(&table).map(|c| format!("{qualifier}.{c}"));
+        tables.cloned().chain(columns).collect()
+    }
+
+    /// Columns in scope, functions and keywords (in the case the word is typed in), tables.
+    fn anything(&self, word: &str) -> Vec<String> {
+        let upper = word.chars().all(|c| !c.is_ascii_lowercase());
+        let case = |w: &str| match upper {
+            true => w.to_ascii_uppercase(),
+            false => w.to_ascii_lowercase(),
+        };
+        let functions = self.vocabulary.functions.iter().map(|f| case(f));
+        let keywords = KEYWORDS.iter().map(|k| case(k));
+        let tables = self.vocabulary.tables.keys().cloned();
+        self.columns_in_scope()
+            .chain(functions)
+            .chain(keywords)
+            .chain(tables)
+            .collect()
+    }
+}
+
+/// Candidates starting with `prefix` (ignoring case), sorted, without duplicates.
+fn matching(candidates: Vec<String>, prefix: &str) -> Vec<String> {
+    let unquoted = |text: &str| text.replace('"', "").to_lowercase();
+    let prefix = unquoted(prefix);
+    let mut found: Vec<String> = candidates
+        .into_iter()
+        .filter(|c| unquoted(c).starts_with(&prefix))
+        .collect();
+    found.sort();
+    found.dedup();
+    found
+}
+
+fn pairs(candidates: Vec<String>) -> Vec<Pair> {
+    candidates
+        .into_iter()
+        .map(|c| Pair {
+            display: c.clone(),
+            replacement: c,
+        })
+        .collect()
+}
+
+/// A column name as SQL must spell it: quoted unless lower-case letters, digits and `_`.
+fn quoted(column: &str) -> String {
+    let plain = column.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && column
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    match plain {
+        true => column.to_string(),
+        false => format!("\"{}\"", column.replace('"', "\"\"")),
+    }
+}
+
+/// True when the cursor is inside a string, quoted identifier or comment.
+fn inside_literal(token: &Token, pos: usize) -> bool {
+    let literal = matches!(token.kind, Kind::String | Kind::QuotedIdent | Kind::Comment);
+    let open_at_cursor = !token.closed || token.kind == Kind::Comment;
+    literal && token.start < pos && (pos < token.end() || (pos == token.end() && open_at_cursor))
+}
+
+/// The statement's known tables with their aliases (`FROM silver.tweets t`, `... AS t`).
+fn mentioned_tables(vocabulary: &Vocabulary, tokens: &[Token]) -> Vec<(String, Option<String>)> {
+    lexer::dotted_names(tokens)
+        .into_iter()
+        .filter(|n| vocabulary.tables.contains_key(&n.name))
+        .map(|n| {
+            let mut next = lexer::next_significant(tokens, n.after);
+            if next.is_some_and(|i| tokens[i].is_keyword("AS")) {
+                next = next.and_then(|i| lexer::next_significant(tokens, i + 1));
+            }
+            let alias = next
+                .and_then(|i| tokens[i].identifier())
+                .filter(|a| !is_keyword(a));
+            (n.name, alias)
+        })
+        .collect()
+}
+
+fn follows_table_keyword(tokens: &[Token], start: usize) -> bool {
+    tokens
+        .iter()
+        .rev()
+        .find(|t| t.end() <= start && t.is_significant())
+        .is_some_and(|t| TABLE_CONTEXT.iter().any(|k| t.is_keyword(k)))
+}
+
+fn is_keyword(word: &str) -> bool {
+    KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
+}
+
+impl Highlighter for ReplHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        Cow::Owned(highlight(line))
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        true
+    }
+}
+
+/// `line` with ANSI colours: keywords, strings, numbers and comments; a meta-command's name.
+fn highlight(line: &str) -> String {
+    if line.trim_start().starts_with('\\') {
+        let indent = line.len() - line.trim_start().len();
+        let end = line[indent..]
+            .find(char::is_whitespace)
+            .map_or(line.len(), |i| indent + i);
+        let (command, rest) = line.split_at(end);
+        return format!("{COMMAND_STYLE}{command}{RESET}{rest}");
+    }
+    let mut out = String::with_capacity(line.len() * 2);
+    for token in lexer::tokens(line) {
+        let style = match token.kind {
+            Kind::Word if is_keyword(token.text) => Some(KEYWORD_STYLE),
+            Kind::String => Some(STRING_STYLE),
+            Kind::Number => Some(NUMBER_STYLE),
+            Kind::Comment => Some(COMMENT_STYLE),
+            _ => None,
+        };
+        match style {
+            Some(style) => out.push_str(&format!("{style}{}{RESET}", token.text)),
+            None => out.push_str(token.text),
+        }
+    }
+    out
+}
+
+impl Validator for ReplHelper {
+    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
+        let input = ctx.input();
+        let complete = input.trim_start().starts_with('\\') || is_quit(input) || lexer::is_complete(input);
+        Ok(match complete {
+            true => ValidationResult::Valid(None),
+            false => ValidationResult::Incomplete,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocabulary() -> Vocabulary {
+        let mut v = Vocabulary::default();
+        v.tables
+            .insert("bronze".into(), vec!["_offset".into(), "data".into()]);
+        v.tables.insert(
+            "silver.tweets".into(),
+            vec!["company".into(), "created_at".into(), "Odd".into()],
+        );
+        v.tables.insert("silver.users".into(), vec!["id".into()]);
+        v.functions = vec!["count".into(), "coalesce".into()];
+        v.queries.insert("top".into(), vec!["hours".into()]);
+        v
+    }
+
+    /// Completes at `|` in `text`, else at the end.
+    fn complete(text: &str) -> (usize, Vec<String>) {
+        let pos = text.find('|').unwrap_or(text.len());
+        let line = text.replacen('|', "", 1);
+        let (start, pairs) = complete_sql(&vocabulary(), &line, pos);
+        (start, pairs.into_iter().map(|p| p.replacement).collect())
+    }
+
+    #[test]
+    fn tables_after_from_and_schema_dot() {
+        assert_eq!(
+            complete("SELECT * FROM sil"),
+            (14, vec!["silver.tweets".into(), "silver.users".into()])
+        );
+        assert_eq!(
+            complete("SELECT * FROM silver.tw"),
+            (14, vec!["silver.tweets".into()])
+        );
+        assert_eq!(complete("select * from b").1, vec!["bronze"]);
+    }
+
+    #[test]
+    fn columns_of_the_statement_tables_by_name_or_alias() {
+        assert_eq!(
+            complete("SELECT * FROM silver.tweets WHERE comp").1,
+            vec!["company"]
+        );
+        assert_eq!(
+            complete("SELECT * FROM silver.tweets t WHERE t.cr").1,
+            vec!["t.created_at"]
+        );
+        assert_eq!(complete("SELECT t.| FROM silver.tweets AS t").1.len(), 3);
+        assert_eq!(
+            complete("SELECT silver.tweets.o| FROM silver.tweets").1,
+            vec!["silver.tweets.\"Odd\""]
+        );
+        assert_eq!(complete("SELECT * FROM bronze WHERE ").1, vec!["_offset", "data"]);
+    }
+
+    #[test]
+    fn keywords_and_functions_follow_the_typed_case() {
+        assert_eq!(complete("SELECT * FROM bronze WHER").1, vec!["WHERE"]);
+        assert_eq!(complete("sel").1, vec!["select"]);
+        assert_eq!(complete("SELECT CO").1, vec!["COALESCE", "COLUMNS", "COUNT"]);
+        assert!(complete("SELECT 'sel").1.is_empty());
+        assert!(complete("SELECT 1 -- sel").1.is_empty());
+    }
+
+    #[test]
+    fn meta_commands_and_their_arguments() {
+        let helper = ReplHelper::new(Arc::new(RwLock::new(vocabulary())));
+        let history = rustyline::history::DefaultHistory::new();
+        let complete = |line: &str| {
+            let (start, pairs) = helper
+                .complete(line, line.len(), &Context::new(&history))
+                .unwrap();
+            (
+                start,
+                pairs.into_iter().map(|p| p.replacement).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(complete("\\hi"), (0, vec!["\\history".to_string()]));
+        assert_eq!(complete("\\d silver.t"), (3, vec!["silver.tweets".to_string()]));
+        assert_eq!(complete("\\format m"), (8, vec!["markdown".to_string()]));
+        assert_eq!(
+            complete("\\timing "),
+            (8, vec!["off".to_string(), "on".to_string()])
+        );
+        assert_eq!(complete("\\run t"), (5, vec!["top".to_string()]));
+        assert_eq!(complete("\\run top h"), (9, vec!["hours=".to_string()]));
+    }
+
+    #[test]
+    fn highlighting_keeps_the_text() {
+        let line = "SELECT 'a', 1 FROM t -- c";
+        let plain: String = highlight(line)
+            .split('\x1b')
+            .map(|p| p.split_once('m').map_or(p, |(_, r)| r))
+            .collect();
+        assert_eq!(plain, line);
+        assert!(highlight(line).starts_with(&format!("{KEYWORD_STYLE}SELECT{RESET}")));
+        assert_eq!(
+            highlight("\\d bronze"),
+            format!("{COMMAND_STYLE}\\d{RESET} bronze")
+        );
+    }
+
+    #[test]
+    fn statements_are_complete_at_a_semicolon_and_commands_at_once() {
+        assert!(is_quit("exit"));
+        assert!(is_quit(" quit; "));
+        assert!(!is_quit("exit_code"));
+    }
+}
