@@ -5,6 +5,7 @@ mod demo;
 mod init;
 mod produce;
 mod run;
+mod x;
 
 use std::path::Path;
 
@@ -22,6 +23,7 @@ pub use demo::demo;
 pub use init::init;
 pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
+pub use x::{produce_x, rules, RulesAction};
 
 /// The config file used when `--config` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "tweetlake.toml";
