@@ -9,6 +9,7 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use super::{HttpFailure, Problem, XApi};
 use crate::produce::kafka::post_id;
@@ -98,6 +99,9 @@ pub struct Connection {
     /// How far past `start` there is no line end yet, so long messages are scanned once.
     scanned: usize,
     idle: Duration,
+    /// When the connection counts as dead: `idle` after the last bytes. Kept here, not in a
+    /// timeout per call, so a caller that cancels and repeats `next` does not extend it.
+    deadline: Instant,
 }
 
 /// Opens the stream; waits at most `idle` for the response headers.
@@ -117,6 +121,7 @@ pub async fn connect(api: &XApi, idle: Duration) -> Result<Connection, ConnectEr
         start: 0,
         scanned: 0,
         idle,
+        deadline: Instant::now() + idle,
     })
 }
 
@@ -127,7 +132,7 @@ impl Connection {
             if let Some(line) = self.take_line() {
                 return Ok(classify(line));
             }
-            match tokio::time::timeout(self.idle, self.body.next()).await {
+            match tokio::time::timeout_at(self.deadline, self.body.next()).await {
                 Err(_) => return Err(Ended::Idle(self.idle)),
                 Ok(None) => return Err(Ended::Closed),
                 Ok(Some(Err(error))) => return Err(Ended::Network(super::error_chain(&error))),
@@ -142,6 +147,7 @@ impl Connection {
     }
 
     fn push(&mut self, chunk: &[u8]) {
+        self.deadline = Instant::now() + self.idle;
         self.buffer.drain(..self.start);
         self.start = 0;
         self.buffer.extend_from_slice(chunk);
@@ -250,6 +256,7 @@ mod tests {
             start: 0,
             scanned: 0,
             idle: Duration::from_secs(5),
+            deadline: Instant::now() + Duration::from_secs(5),
         };
         let mut keys = Vec::new();
         let ended = loop {
