@@ -127,7 +127,9 @@ pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
 
 fn plan_summary(plan: &RulePlan, applied: bool) -> String {
     let (keep, add, delete) = (plan.keep.len(), plan.add.len(), plan.delete.len());
-    if applied {
+    if plan.is_empty() {
+        format!("{keep} rules, already in line with [x.companies]")
+    } else if applied {
         format!("{keep} kept, {add} added, {delete} deleted")
     } else {
         format!("{keep} to keep, {add} to add, {delete} to delete")
