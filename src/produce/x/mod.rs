@@ -155,7 +155,15 @@ impl HttpFailure {
 
     /// The error for a status that is not retried.
     fn into_error(self, what: &'static str) -> XError {
-        let Self { status, detail, .. } = self;
+        let Self {
+            status,
+            mut detail,
+            rate_limit_reset,
+        } = self;
+        if let Some(reset) = rate_limit_reset.filter(|_| status == StatusCode::TOO_MANY_REQUESTS) {
+            let reset = chrono::DateTime::<chrono::Utc>::from(reset).to_rfc3339();
+            detail = format!("{detail}; the rate limit resets at {reset}");
+        }
         match status {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => XError::Unauthorized { what, status, detail },
             _ => XError::Http { what, status, detail },
@@ -181,12 +189,14 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A rule error names its rule in `value`; other problems say it in their `detail`.
+        let value = if self.detail.is_none() { &self.value } else { &None };
         let parts = [
             &self.title,
             &self.disconnect_type,
             &self.connection_issue,
             &self.detail,
-            &self.value,
+            value,
         ];
         let mut text: Vec<&str> = Vec::new();
         // X often repeats the title as the detail ("Unauthorized: Unauthorized").
@@ -246,4 +256,44 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_read_as_one_line_without_repeats() {
+        let unauthorized =
+            br#"{"title":"Unauthorized","type":"about:blank","status":401,"detail":"Unauthorized"}"#;
+        assert_eq!(problem_detail(unauthorized), "Unauthorized");
+        let rules = br##"{"errors":[{"value":"#bad","details":["Rules must contain a non-negation term"],"title":"Invalid Rule"},{"value":"$A","id":"1","title":"DuplicateRule"}]}"##;
+        assert_eq!(
+            problem_detail(rules),
+            "Invalid Rule: #bad: Rules must contain a non-negation term; DuplicateRule: $A"
+        );
+        let hydration =
+            br#"{"errors":[{"value":"42","title":"Not Found Error","detail":"Could not find user 42."}]}"#;
+        assert_eq!(
+            problem_detail(hydration),
+            "Not Found Error: Could not find user 42."
+        );
+        assert_eq!(problem_detail(b""), "no details");
+        assert_eq!(problem_detail(b"<html>busy</html>"), "<html>busy</html>");
+    }
+
+    #[test]
+    fn a_rate_limited_request_says_when_the_limit_resets() {
+        let failure = HttpFailure {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            rate_limit_reset: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)),
+            detail: "Too Many Requests".into(),
+        };
+        let text = failure.into_error("add stream rules").to_string();
+        assert_eq!(
+            text,
+            "add stream rules: HTTP 429 Too Many Requests: Too Many Requests; the rate limit resets at \
+             2027-01-15T08:00:00+00:00"
+        );
+    }
 }
