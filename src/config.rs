@@ -14,6 +14,10 @@ use crate::repl::Format;
 /// Prefix of environment variables that override config keys, e.g. `TWEETLAKE_LAKE__URI`.
 pub const ENV_PREFIX: &str = "TWEETLAKE_";
 
+/// The environment variable X's own tools use for the bearer token; read when `x.bearer_token` is
+/// not set, so one exported token serves both.
+pub const X_TOKEN_ENV: &str = "X_BEARER_TOKEN";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source} (create one with `tweetlake init`, or pass --config)")]
@@ -34,6 +38,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub dlq: DlqConfig,
     pub repl: ReplConfig,
+    pub x: XConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -200,6 +205,78 @@ impl Default for ReplConfig {
     }
 }
 
+/// `tweetlake produce x` and `produce rules`: the X API v2 filtered stream and its rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XConfig {
+    /// The app's OAuth 2.0 App-only bearer token; when empty, `X_BEARER_TOKEN` is used.
+    pub bearer_token: Secret,
+    /// Scheme, host and port of the X API (another value for a proxy or a test server).
+    pub api_base: String,
+    /// A stream connection that delivers nothing, not even a keep-alive, for this long is dead.
+    /// X sends a keep-alive at least every 20 s.
+    #[serde(with = "duration_text")]
+    pub idle_timeout: Duration,
+    /// How often `produce x` logs its counters and throughput.
+    #[serde(with = "duration_text")]
+    pub report_interval: Duration,
+    /// The longest rule X accepts on the app's access level, in characters.
+    pub max_rule_length: usize,
+    /// Operators appended to every company rule, e.g. `-is:retweet lang:en`; empty: none.
+    pub rule_filter: String,
+    /// The companies to follow, by company id: each becomes rules tagged `company:<ID>`.
+    pub companies: BTreeMap<String, CompanyTerms>,
+}
+
+impl Default for XConfig {
+    fn default() -> Self {
+        Self {
+            bearer_token: Secret::default(),
+            api_base: "https://api.x.com".into(),
+            idle_timeout: Duration::from_secs(30),
+            report_interval: Duration::from_secs(30),
+            max_rule_length: 1024,
+            rule_filter: String::new(),
+            companies: BTreeMap::new(),
+        }
+    }
+}
+
+/// What a company's posts mention: `$cashtags`, `#hashtags` and keywords or phrases. Any one of
+/// them matches (they are joined with OR).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompanyTerms {
+    pub cashtags: Vec<String>,
+    pub hashtags: Vec<String>,
+    pub keywords: Vec<String>,
+}
+
+/// A credential: kept out of `Debug` output, so a logged config never shows it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
+    }
+}
+
 impl Config {
     /// Loads `path` (if given; a missing default file is fine) and applies environment overrides.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
@@ -223,18 +300,24 @@ impl Config {
             path: name.to_string(),
             message: e.message().to_string(),
         })?;
+        let mut x_token = None;
         for (var, value) in env {
-            if let Some(key) = var.strip_prefix(ENV_PREFIX) {
+            if var == X_TOKEN_ENV {
+                x_token = Some(value);
+            } else if let Some(key) = var.strip_prefix(ENV_PREFIX) {
                 if key.contains("__") {
                     apply_override(&mut root, &var, key, &value)?;
                 }
             }
         }
-        let config: Config =
+        let mut config: Config =
             serde_path_to_error::deserialize(toml::Value::Table(root)).map_err(|e| ConfigError::Invalid {
                 key: e.path().to_string(),
                 message: e.inner().message().to_string(),
             })?;
+        if config.x.bearer_token.is_empty() {
+            config.x.bearer_token = Secret(x_token.unwrap_or_default());
+        }
         config.validate()?;
         Ok(config)
     }
@@ -264,6 +347,27 @@ impl Config {
         }
         crate::source::kafka::StartingOffsets::parse(&self.source.starting_offsets)
             .map_err(|message| invalid("source.starting_offsets", &message))?;
+        self.x.validate()
+    }
+}
+
+impl XConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: String, message: String| ConfigError::Invalid { key, message };
+        match url::Url::parse(&self.api_base) {
+            Ok(url) if ["http", "https"].contains(&url.scheme()) && url.has_host() => {}
+            _ => {
+                let message = format!("`{}` is not an http(s) URL like https://api.x.com", self.api_base);
+                return Err(invalid("x.api_base".into(), message));
+            }
+        }
+        if self.idle_timeout.is_zero() {
+            return Err(invalid("x.idle_timeout".into(), "must be above 0".into()));
+        }
+        if self.report_interval.is_zero() {
+            return Err(invalid("x.report_interval".into(), "must be above 0".into()));
+        }
+        crate::produce::x::rules::company_rules(self).map_err(|e| invalid(e.key(), e.to_string()))?;
         Ok(())
     }
 }
@@ -486,5 +590,37 @@ mod tests {
         assert_eq!(byte_size::parse("2048").unwrap(), 2048);
         assert_eq!(byte_size::parse("10 KiB").unwrap(), 10240);
         assert!(byte_size::parse("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_x_token_comes_from_the_config_else_x_bearer_token_and_never_shows_in_debug() {
+        let token = |toml: &str, vars: &[(&str, &str)]| {
+            let x = Config::from_toml_and_env(toml, "t.toml", env(vars)).unwrap().x;
+            assert!(!format!("{x:?}").contains("s3cr3t"), "{x:?}");
+            x.bearer_token.expose().to_string()
+        };
+        assert_eq!(token("", &[("X_BEARER_TOKEN", "s3cr3t-env")]), "s3cr3t-env");
+        let both = [
+            ("X_BEARER_TOKEN", "s3cr3t-env"),
+            ("TWEETLAKE_X__BEARER_TOKEN", "s3cr3t-tl"),
+        ];
+        assert_eq!(token("", &both), "s3cr3t-tl");
+        assert_eq!(
+            token("[x]\nbearer_token = \"s3cr3t-file\"\n", &both[..1]),
+            "s3cr3t-file"
+        );
+        assert_eq!(token("", &[]), "");
+    }
+
+    #[test]
+    fn x_keys_are_validated_by_name() {
+        let err = |toml: &str| {
+            Config::from_toml_and_env(toml, "t.toml", env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("[x]\napi_base = \"api.x.com\"\n").contains("x.api_base"));
+        assert!(err("[x]\nidle_timeout = \"0s\"\n").contains("x.idle_timeout"));
+        assert!(err("[x]\ntoken = \"t\"\n").contains("token"));
     }
 }

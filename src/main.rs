@@ -73,7 +73,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Produce X stream messages (to a file or stdout; Kafka comes with the Kafka source).
+    /// Produce X stream messages: from the X API, a file or the generator, to Kafka, a file or stdout.
     Produce {
         #[command(subcommand)]
         what: Produce,
@@ -135,6 +135,43 @@ enum Produce {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Stream posts from the X API v2 filtered stream to Kafka (key = post id), after syncing the
+    /// rules with [x.companies]. Reconnects as X prescribes; Ctrl-C or SIGTERM flushes and exits.
+    X {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    },
+    /// List the filtered-stream rules, or sync them with [x.companies] (--dry-run validates only).
+    Rules {
+        #[command(flatten)]
+        action: RulesArgs,
+    },
+}
+
+/// Which filtered-stream rules action to take.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct RulesArgs {
+    /// Print the app's current rules: id, tag, value.
+    #[arg(long)]
+    list: bool,
+    /// Show what a sync with [x.companies] would change and have X validate it (dry_run); change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Validate, then delete the rules [x.companies] does not ask for and add the missing ones.
+    #[arg(long)]
+    sync: bool,
+}
+
+/// The Kafka target of `produce x`: always the configured topic, optionally overridden.
+#[derive(clap::Args)]
+struct KafkaArgs {
+    /// Override source.bootstrap_servers.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Override source.topic.
+    #[arg(long)]
+    topic: Option<String>,
 }
 
 /// Where produced messages go: stdout (default), a file, or Kafka.
@@ -176,7 +213,7 @@ fn main() -> ExitCode {
             }
             Command::Plan => commands::plan(cli.config.as_deref()).await,
             Command::Init { dir, force } => commands::init(&dir, force),
-            Command::Produce { what } => produce(what, cli.config.as_deref()),
+            Command::Produce { what } => produce(what, cli.config.as_deref()).await,
             Command::Bench {
                 records,
                 batch,
@@ -210,20 +247,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
+async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow::Result<()> {
     use commands::Pace;
+    let kafka_config = |bootstrap: &Option<String>, topic: &Option<String>| -> anyhow::Result<_> {
+        let mut config = commands::load_config(config_path)?;
+        if let Some(bootstrap) = bootstrap {
+            config.source.bootstrap_servers = bootstrap.clone();
+        }
+        if let Some(topic) = topic {
+            config.source.topic = topic.clone();
+        }
+        Ok(config)
+    };
     let target_config = |target: &TargetArgs| -> anyhow::Result<Option<tweetlake::config::Config>> {
         if !target.kafka {
             return Ok(None);
         }
-        let mut config = commands::load_config(config_path)?;
-        if let Some(bootstrap) = &target.bootstrap_servers {
-            config.source.bootstrap_servers = bootstrap.clone();
-        }
-        if let Some(topic) = &target.topic {
-            config.source.topic = topic.clone();
-        }
-        Ok(Some(config))
+        kafka_config(&target.bootstrap_servers, &target.topic).map(Some)
     };
     match what {
         Produce::Synth {
@@ -249,6 +289,17 @@ fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow::Resu
         } => {
             let config = target_config(&target)?;
             commands::replay(&file, target_of(&target, &config), Pace { rate, repeat })
+        }
+        Produce::X { kafka } => {
+            commands::produce_x(&kafka_config(&kafka.bootstrap_servers, &kafka.topic)?).await
+        }
+        Produce::Rules { action } => {
+            let action = match (action.list, action.dry_run) {
+                (true, _) => commands::RulesAction::List,
+                (_, true) => commands::RulesAction::DryRun,
+                _ => commands::RulesAction::Sync,
+            };
+            commands::rules(&commands::load_config(config_path)?, action).await
         }
     }
 }

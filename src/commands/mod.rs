@@ -6,6 +6,7 @@ mod init;
 mod produce;
 mod run;
 mod sql;
+mod x;
 
 use std::path::Path;
 
@@ -24,6 +25,7 @@ pub use init::init;
 pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
 pub use sql::{sql, SqlScript};
+pub use x::{produce_x, rules, RulesAction};
 
 /// The config file used when `--config` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "tweetlake.toml";

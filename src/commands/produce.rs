@@ -97,10 +97,21 @@ fn write_lines(messages: &mut dyn Iterator<Item = Vec<u8>>, out: impl Write) -> 
     out.flush().context("write messages")
 }
 
+/// A publisher to the configured topic: `source.bootstrap_servers`, `source.topic`, with
+/// `source.kafka_options`.
+pub fn kafka_publisher(config: &Config) -> anyhow::Result<KafkaPublisher> {
+    let source = &config.source;
+    Ok(KafkaPublisher::connect(
+        &source.bootstrap_servers,
+        &source.topic,
+        &source.kafka_options,
+    )?)
+}
+
 /// Publishes to the configured topic, key = post id; reports throughput every few seconds.
 fn publish(messages: &mut dyn Iterator<Item = Vec<u8>>, config: &Config) -> anyhow::Result<()> {
     let source = &config.source;
-    let publisher = KafkaPublisher::connect(&source.bootstrap_servers, &source.topic, &source.kafka_options)?;
+    let publisher = kafka_publisher(config)?;
     let started = Instant::now();
     let mut last_report = started;
     let (mut sent, mut bytes) = (0u64, 0u64);

@@ -155,22 +155,28 @@ impl KafkaPublisher {
                 topic: self.topic.clone(),
                 bootstrap: self.bootstrap.clone(),
             })?;
+        self.check_deliveries()?;
+        Ok(self.delivered())
+    }
+
+    /// Fails once librdkafka has given up on delivering any message so far.
+    pub fn check_deliveries(&self) -> Result<(), PublishError> {
         let context = self.producer.context();
         let failed = context.failed.load(Ordering::Relaxed);
-        if failed > 0 {
-            return Err(PublishError::Undelivered {
-                failed,
-                topic: self.topic.clone(),
-                bootstrap: self.bootstrap.clone(),
-                first_error: context
-                    .first_error
-                    .lock()
-                    .expect("error lock")
-                    .clone()
-                    .unwrap_or_default(),
-            });
+        if failed == 0 {
+            return Ok(());
         }
-        Ok(self.delivered())
+        Err(PublishError::Undelivered {
+            failed,
+            topic: self.topic.clone(),
+            bootstrap: self.bootstrap.clone(),
+            first_error: context
+                .first_error
+                .lock()
+                .expect("error lock")
+                .clone()
+                .unwrap_or_default(),
+        })
     }
 }
 

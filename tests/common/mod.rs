@@ -335,6 +335,21 @@ pub mod kafka {
 
     /// Every record of a one-partition topic: key and the `tweetlake.error` header.
     pub fn read_all(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+        read_records(bootstrap, topic)
+            .into_iter()
+            .map(|r| (r.key, r.error))
+            .collect()
+    }
+
+    pub struct Record {
+        pub key: String,
+        pub payload: Vec<u8>,
+        /// The `tweetlake.error` header, empty when absent.
+        pub error: String,
+    }
+
+    /// Every record of a one-partition topic, in order.
+    pub fn read_records(bootstrap: &str, topic: &str) -> Vec<Record> {
         use rdkafka::message::{Headers, Message};
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
@@ -360,7 +375,8 @@ pub mod kafka {
                         .and_then(|h| h.value)
                         .map(|v| String::from_utf8_lossy(v).into_owned())
                         .unwrap_or_default();
-                    records.push((key, error));
+                    let payload = message.payload().unwrap_or_default().to_vec();
+                    records.push(Record { key, payload, error });
                 }
                 Err(rdkafka::error::KafkaError::PartitionEOF(_)) => return records,
                 Err(e) => panic!("reading {topic}: {e}"),

@@ -1,0 +1,158 @@
+//! `produce x` and `produce rules`: the X API v2 filtered stream into Kafka, and its rules.
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use tweetlake::config::Config;
+use tweetlake::produce::x::backoff::SystemClock;
+use tweetlake::produce::x::publish::{StreamProducer, StreamSettings};
+use tweetlake::produce::x::rules::{self, RulePlan};
+use tweetlake::produce::x::XApi;
+
+use super::produce::kafka_publisher;
+
+pub enum RulesAction {
+    List,
+    DryRun,
+    Sync,
+}
+
+/// Syncs the rules, then publishes the stream to the configured topic until Ctrl-C or SIGTERM,
+/// and flushes.
+pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
+    let x = &config.x;
+    let api = XApi::new(x)?;
+    let desired = rules::company_rules(x)?;
+    if desired.is_empty() {
+        tracing::info!("no [x.companies] in the config: streaming with the app's current rules");
+    } else {
+        let plan = rules::sync(&api, &desired, true).await?;
+        tracing::info!("x rules: {}", plan_summary(&plan, true));
+    }
+    let publisher = kafka_publisher(config)?;
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::warn!("stopping: flushing what was received (Ctrl-C again to abort)");
+        let _ = stop.send(true);
+        shutdown_signal().await;
+        std::process::exit(130);
+    });
+    let settings = StreamSettings {
+        idle_timeout: x.idle_timeout,
+        report_interval: x.report_interval,
+    };
+    tracing::info!(
+        "x stream -> {} on {}",
+        config.source.topic,
+        config.source.bootstrap_servers
+    );
+    let streamed = StreamProducer::new(&api, &publisher, SystemClock, settings)
+        .run(stopped)
+        .await;
+    // Flushed after a fatal error too: what was received before it is still delivered.
+    let flushed = tokio::task::block_in_place(|| publisher.flush());
+    let stats = streamed?;
+    let delivered = flushed?;
+    eprintln!(
+        "{} posts and {} malformed lines received, {delivered} delivered to {}; {} connections, {} failed \
+         attempts, {} disconnect messages",
+        stats.posts,
+        stats.malformed,
+        config.source.topic,
+        stats.connections,
+        stats.failed_attempts,
+        stats.disconnect_messages
+    );
+    Ok(())
+}
+
+/// Lists the app's rules, or syncs them with `[x.companies]` (validating only, for a dry run).
+pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
+    let api = XApi::new(&config.x)?;
+    let apply = match action {
+        RulesAction::List => {
+            let current = rules::list(&api).await?;
+            for rule in &current {
+                println!(
+                    "{}\t{}\t{}",
+                    rule.id,
+                    rule.tag.as_deref().unwrap_or("-"),
+                    rule.value
+                );
+            }
+            eprintln!("{} rules", current.len());
+            return Ok(());
+        }
+        RulesAction::DryRun => false,
+        RulesAction::Sync => true,
+    };
+    let desired = rules::company_rules(&config.x)?;
+    anyhow::ensure!(
+        !desired.is_empty(),
+        "no companies under [x.companies] in the config: a sync would delete every rule"
+    );
+    let plan = rules::sync(&api, &desired, apply).await.context(if apply {
+        "sync the rules"
+    } else {
+        "validate the rules (dry run)"
+    })?;
+    for rule in &plan.keep {
+        println!(
+            "= {}\t{}\t{}",
+            rule.id,
+            rule.tag.as_deref().unwrap_or("-"),
+            rule.value
+        );
+    }
+    for rule in &plan.delete {
+        println!(
+            "- {}\t{}\t{}",
+            rule.id,
+            rule.tag.as_deref().unwrap_or("-"),
+            rule.value
+        );
+    }
+    for spec in &plan.add {
+        println!("+ \t{}\t{}", spec.tag, spec.value);
+    }
+    let outcome = if apply {
+        ""
+    } else {
+        " (dry run: X validated the change; nothing changed)"
+    };
+    eprintln!("rules: {}{outcome}", plan_summary(&plan, apply));
+    Ok(())
+}
+
+fn plan_summary(plan: &RulePlan, applied: bool) -> String {
+    let (keep, add, delete) = (plan.keep.len(), plan.add.len(), plan.delete.len());
+    if plan.is_empty() {
+        format!("{keep} rules, already in line with [x.companies]")
+    } else if applied {
+        format!("{keep} kept, {add} added, {delete} deleted")
+    } else {
+        format!("{keep} to keep, {add} to add, {delete} to delete")
+    }
+}
+
+/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match terminate.as_mut() {
+            Some(signal) => drop(signal.recv().await),
+            None => std::future::pending().await,
+        }
+    };
+    let interrupt = async {
+        // Without a handler there is no Ctrl-C to wait for; never stop for that.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = term => {}
+    }
+}
