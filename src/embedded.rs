@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::transform::{ModelSet, TransformError};
+use crate::transform::functions::CompanyMap;
+use crate::transform::{ModelSet, TransformError, COMPANIES_FILE};
 
 /// The demo's sample posts: real-shaped X v2 stream messages, a few of them malformed.
 pub const SAMPLE_POSTS_NAME: &str = "sample_posts.jsonl";
@@ -24,10 +25,17 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../sql/gold/hashtag_hour.sql"),
     ),
     (
+        "gold/cashtag_hour.sql",
+        include_str!("../sql/gold/cashtag_hour.sql"),
+    ),
+    (
         "gold/country_hour.sql",
         include_str!("../sql/gold/country_hour.sql"),
     ),
 ];
+
+/// The default company list that `company_of` reads, `sql/companies.csv`.
+pub const COMPANIES: &str = include_str!("../sql/companies.csv");
 
 /// Saved queries for the REPL, by file name under `queries/`.
 pub const QUERIES: &[(&str, &str)] = &[
@@ -47,7 +55,7 @@ pub fn models(reserved: &[&str]) -> Result<ModelSet, TransformError> {
             )
         })
         .collect();
-    ModelSet::from_sources(files, reserved)
+    ModelSet::from_sources(files, CompanyMap::from_csv_str(COMPANIES)?, reserved)
 }
 
 /// Every file `tweetlake init` writes, relative to the project directory.
@@ -55,6 +63,7 @@ pub fn project_files() -> Vec<(PathBuf, &'static [u8])> {
     let mut files = vec![
         (PathBuf::from("tweetlake.toml"), CONFIG_EXAMPLE.as_bytes()),
         (PathBuf::from(SAMPLE_POSTS_NAME), SAMPLE_POSTS),
+        (Path::new("sql").join(COMPANIES_FILE), COMPANIES.as_bytes()),
     ];
     files.extend(
         MODELS

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use tweetlake::decode::bronze_schema;
+use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{ModelSet, TransformError};
 
 fn models(files: &[(&str, &str)]) -> Result<ModelSet, TransformError> {
@@ -10,7 +11,7 @@ fn models(files: &[(&str, &str)]) -> Result<ModelSet, TransformError> {
         .iter()
         .map(|(path, sql)| (PathBuf::from(path), format!("sql/{path}"), sql.to_string()))
         .collect();
-    ModelSet::from_sources(files, &["dlq"])
+    ModelSet::from_sources(files, CompanyMap::default(), &["dlq"])
 }
 
 fn names(set: &ModelSet) -> Vec<&str> {
@@ -88,8 +89,48 @@ async fn plan_type_checks_without_data_and_names_the_failing_file() {
 
     let set = models(&[("silver/a.sql", "SELECT no_such_column FROM bronze")]).unwrap();
     let err = set.plan(bronze_schema()).await.unwrap_err();
-    assert!(err.to_string().starts_with("sql/silver/a.sql: "), "{err}");
+    assert!(err.to_string().starts_with("sql/silver/a.sql:1: "), "{err}");
     assert!(err.to_string().contains("no_such_column"), "{err}");
+}
+
+#[tokio::test]
+async fn plan_names_the_line_of_type_errors_in_tweet_functions() {
+    let cases = [
+        (
+            "SELECT data['id'] AS id,\n  sentiment(_offset) AS s\nFROM bronze",
+            2,
+            "sentiment",
+        ),
+        (
+            "SELECT\n  data['id'] AS id,\n  nope_column AS x\nFROM bronze",
+            3,
+            "nope_column",
+        ),
+        (
+            "SELECT\n  data['id'] AS id\nFROM bronze\nWHERE no_such_fn(data['text'])",
+            4,
+            "no_such_fn",
+        ),
+        (
+            "SELECT\n  bbox_centroid(data['text']) AS c\nFROM bronze",
+            2,
+            "bbox_centroid",
+        ),
+    ];
+    for (sql, line, needle) in cases {
+        let set = models(&[("silver/a.sql", sql)]).unwrap();
+        let err = set.plan(bronze_schema()).await.unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("sql/silver/a.sql:{line}: ")),
+            "{sql}\n{err}"
+        );
+        assert!(err.contains(needle), "{err}");
+    }
+    let fine = "SELECT sentiment_label(sentiment(clean_text(data['text']))) AS label,\n\
+                company_of(extract_cashtags(data['text'])) AS company FROM bronze";
+    let set = models(&[("silver/a.sql", fine)]).unwrap();
+    let schemas = set.plan(bronze_schema()).await.unwrap();
+    assert_eq!(schemas[0].fields().len(), 2);
 }
 
 #[tokio::test]
