@@ -236,7 +236,7 @@ fn quoted_names(message: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Registers `batches` as table `name` (dotted names create their schema on first use).
-fn register(
+pub(crate) fn register(
     ctx: &SessionContext,
     name: &str,
     schema: SchemaRef,
