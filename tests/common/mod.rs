@@ -175,21 +175,22 @@ pub fn wait_bounded(mut child: Child) -> Output {
     }
 }
 
-/// Runs `sql` over every table of the lake at `uri`.
+/// Runs `sql` over every table of the lake at `uri`, with the tweet functions.
 pub async fn query_lake(uri: &str, sql: &str) -> Vec<RecordBatch> {
-    let lake = Lake::new(uri, &Default::default()).unwrap();
-    let ctx = SessionContext::new();
-    for table in [
-        "bronze",
-        "dlq",
-        "silver.tweets",
-        "gold.company_minute",
-        "gold.hashtag_hour",
-        "gold.country_hour",
-    ] {
-        lake.register_table(&ctx, table).await.unwrap();
-    }
+    let ctx = lake_session(uri).await;
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
+}
+
+/// A session over bronze, the dead letters and every shipped model's table in the lake at `uri`.
+pub async fn lake_session(uri: &str) -> SessionContext {
+    let lake = Lake::new(uri, &Default::default()).unwrap();
+    let models = tweetlake::embedded::models(&["dlq"]).unwrap();
+    let ctx = tweetlake::transform::session(models.companies());
+    let tables = ["bronze", "dlq"].into_iter().map(String::from);
+    for table in tables.chain(models.models().iter().map(|m| m.name.clone())) {
+        lake.register_table(&ctx, &table).await.unwrap();
+    }
+    ctx
 }
 
 /// The single integer a query returned.
