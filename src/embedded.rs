@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::modeltest::TESTS_DIR;
 use crate::transform::functions::CompanyMap;
-use crate::transform::{ModelSet, TransformError, COMPANIES_FILE};
+use crate::transform::{ModelSet, TransformError, COMPANIES_FILE, TESTS_DIR};
 
 /// The demo's sample posts: real-shaped X v2 stream messages, a few of them malformed.
 pub const SAMPLE_POSTS_NAME: &str = "sample_posts.jsonl";

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use tweetlake::embedded;
-use tweetlake::modeltest::{self, Outcome, Report, TestFiles, TESTS_DIR};
-use tweetlake::transform::{ModelSet, COMPANIES_FILE};
+use tweetlake::modeltest::{self, Outcome, Report, TestFiles};
+use tweetlake::transform::{ModelSet, COMPANIES_FILE, TESTS_DIR};
 
 fn failures(report: &Report) -> String {
     let failed = report.outcomes.iter().filter(|o| o.failure.is_some());

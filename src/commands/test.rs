@@ -3,7 +3,8 @@ use std::path::Path;
 use anyhow::bail;
 
 use tweetlake::embedded;
-use tweetlake::modeltest::{self, Report, TestFiles, TESTS_DIR};
+use tweetlake::modeltest::{self, Report, TestFiles};
+use tweetlake::transform::TESTS_DIR;
 
 use super::{builtin_models, load_config, load_models};
 

@@ -34,12 +34,9 @@ use crate::decode::{bronze_schema, dead_letter_schema};
 use crate::pipeline::{Pipeline, PipelineError, RunMode, RunSummary};
 use crate::sink::{Lake, SinkError};
 use crate::source::FileSource;
-use crate::transform::{self, Model, ModelSet, TransformError, BRONZE};
+use crate::transform::{self, ModelSet, TransformError, BRONZE, TESTS_DIR};
 use compare::TextTable;
-pub use suite::{Check, CheckKind, RunKey, Suite};
-
-/// Where the tests directory lives under the SQL directory.
-pub const TESTS_DIR: &str = "tests";
+use suite::{Check, CheckKind, RunKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelTestError {
@@ -111,9 +108,9 @@ impl TestFiles {
 }
 
 /// Stream messages to run the models over.
-pub struct Input {
-    pub name: String,
-    pub bytes: Arc<[u8]>,
+struct Input {
+    name: String,
+    bytes: Arc<[u8]>,
 }
 
 /// One run of the models over an input.
@@ -178,7 +175,7 @@ pub async fn run(models: &ModelSet, dlq_table: &str, files: &TestFiles) -> Resul
                 let outcome = Outcome {
                     origin: suite.origin.clone(),
                     name: check.name.clone(),
-                    failure: lake.evaluate(check, models).await,
+                    failure: lake.evaluate(check).await,
                 };
                 outcomes.push((index, outcome));
             }
@@ -232,7 +229,7 @@ impl TestLake {
     }
 
     /// None when the check holds, else what went wrong.
-    async fn evaluate(&self, check: &Check, models: &ModelSet) -> Option<String> {
+    async fn evaluate(&self, check: &Check) -> Option<String> {
         match &check.kind {
             CheckKind::NoRows { sql } => self.no_rows(sql).await,
             CheckKind::NotNull { table, column } => {
@@ -252,13 +249,10 @@ impl TestLake {
                 Ok(actual) => compare::diff_rows(&actual, rows),
                 Err(failure) => Some(failure),
             },
-            CheckKind::EqualsRecompute { model } => {
-                let model = models.models().iter().find(|m| &m.name == model)?;
-                match self.recompute_differences(model).await {
-                    Ok(sql) => self.no_rows(&sql).await,
-                    Err(failure) => Some(failure),
-                }
-            }
+            CheckKind::EqualsRecompute { table, sql } => match self.recompute_differences(table, sql).await {
+                Ok(sql) => self.no_rows(&sql).await,
+                Err(failure) => Some(failure),
+            },
         }
     }
 
@@ -300,9 +294,9 @@ impl TestLake {
     /// A query for the rows where the stored table and a recompute of its SELECT over the
     /// inputs' whole tables differ, each row tagged `stored` or `recomputed`. Lists compare
     /// sorted, as merges may union them in another order.
-    async fn recompute_differences(&self, model: &Model) -> Result<String, String> {
+    async fn recompute_differences(&self, table: &str, sql: &str) -> Result<String, String> {
         let columns: Vec<String> = self
-            .columns(&model.name)
+            .columns(table)
             .await?
             .into_iter()
             .map(|(name, data_type)| match data_type {
@@ -311,9 +305,9 @@ impl TestLake {
             })
             .collect();
         let columns = columns.join(", ");
-        let stored = format!("SELECT {columns} FROM {}", model.name);
+        let stored = format!("SELECT {columns} FROM {table}");
         // The newline ends a `--` comment the model may end with.
-        let sql = model.sql.trim_end().trim_end_matches(';');
+        let sql = sql.trim_end().trim_end_matches(';');
         let recomputed = format!("SELECT {columns} FROM ({sql}\n)");
         Ok(format!(
             "SELECT 'stored' AS side, * FROM ({stored} EXCEPT ALL {recomputed}) \

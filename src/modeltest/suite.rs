@@ -40,8 +40,8 @@ pub enum CheckKind {
     NotNull { table: String, column: String },
     /// A query whose rows must be `rows`, in order (only the columns a row names are compared).
     Rows { sql: String, rows: Vec<toml::Table> },
-    /// A merge model's table equals its own SELECT run over its inputs' whole tables.
-    EqualsRecompute { model: String },
+    /// A merge model's table equals its own SELECT (`sql`) run over its inputs' whole tables.
+    EqualsRecompute { table: String, sql: String },
 }
 
 #[derive(Deserialize)]
@@ -196,13 +196,16 @@ fn model_checks(model: &ModelChecks, tables: &Tables, checks: &mut Vec<Check>) -
         });
     }
     if model.equals_recompute {
-        let merge = tables.model(table).map(|m| &m.materialization);
-        if !matches!(merge, Some(Materialization::Merge { .. })) {
-            return Err(format!("equals_recompute: `{table}` is not a merge model"));
-        }
+        let model = tables
+            .model(table)
+            .filter(|m| matches!(m.materialization, Materialization::Merge { .. }));
+        let model = model.ok_or_else(|| format!("equals_recompute: `{table}` is not a merge model"))?;
         checks.push(Check {
             name: format!("{table} equals a recompute over its inputs"),
-            kind: CheckKind::EqualsRecompute { model: table.clone() },
+            kind: CheckKind::EqualsRecompute {
+                table: table.clone(),
+                sql: model.sql.clone(),
+            },
         });
     }
     Ok(())

@@ -30,6 +30,9 @@ pub const BRONZE: &str = "bronze";
 /// The company list `company_of` reads, next to the models (`sql/companies.csv`).
 pub const COMPANIES_FILE: &str = "companies.csv";
 
+/// The directory next to the models holding `tweetlake test`'s files: never models.
+pub const TESTS_DIR: &str = "tests";
+
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
     #[error(
@@ -102,7 +105,7 @@ impl ModelSet {
             for entry in std::fs::read_dir(&current).map_err(|e| read_error(&current, e))? {
                 let path = entry.map_err(|e| read_error(&current, e))?.path();
                 if path.is_dir() {
-                    if path.file_name().is_some_and(|n| n != "tests") {
+                    if path.file_name().is_some_and(|n| n != TESTS_DIR) {
                         stack.push(path);
                     }
                 } else if path.extension().is_some_and(|e| e == "sql") {
