@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::transform::{ModelSet, TransformError};
+use crate::transform::functions::CompanyMap;
+use crate::transform::{ModelSet, TransformError, COMPANIES_FILE, TESTS_DIR};
 
 /// The demo's sample posts: real-shaped X v2 stream messages, a few of them malformed.
 pub const SAMPLE_POSTS_NAME: &str = "sample_posts.jsonl";
@@ -24,8 +25,41 @@ pub const MODELS: &[(&str, &str)] = &[
         include_str!("../sql/gold/hashtag_hour.sql"),
     ),
     (
+        "gold/cashtag_hour.sql",
+        include_str!("../sql/gold/cashtag_hour.sql"),
+    ),
+    (
         "gold/country_hour.sql",
         include_str!("../sql/gold/country_hour.sql"),
+    ),
+];
+
+/// The default company list that `company_of` reads, `sql/companies.csv`.
+pub const COMPANIES: &str = include_str!("../sql/companies.csv");
+
+/// The built-in models' tests and their fixture posts, by path under `sql/tests/`.
+pub const TESTS: &[(&str, &[u8])] = &[
+    (
+        "silver_tweets.toml",
+        include_bytes!("../sql/tests/silver_tweets.toml"),
+    ),
+    ("edge_cases.toml", include_bytes!("../sql/tests/edge_cases.toml")),
+    (
+        "edge_cases.jsonl",
+        include_bytes!("../sql/tests/edge_cases.jsonl"),
+    ),
+    ("gold.toml", include_bytes!("../sql/tests/gold.toml")),
+    (
+        "gold_batches.toml",
+        include_bytes!("../sql/tests/gold_batches.toml"),
+    ),
+    (
+        "sentiment_labels.sql",
+        include_bytes!("../sql/tests/sentiment_labels.sql"),
+    ),
+    (
+        "dead_letters.sql",
+        include_bytes!("../sql/tests/dead_letters.sql"),
     ),
 ];
 
@@ -57,7 +91,7 @@ pub fn models(reserved: &[&str]) -> Result<ModelSet, TransformError> {
             )
         })
         .collect();
-    ModelSet::from_sources(files, reserved)
+    ModelSet::from_sources(files, CompanyMap::from_csv_str(COMPANIES)?, reserved)
 }
 
 /// Every file `tweetlake init` writes, relative to the project directory.
@@ -65,11 +99,17 @@ pub fn project_files() -> Vec<(PathBuf, &'static [u8])> {
     let mut files = vec![
         (PathBuf::from("tweetlake.toml"), CONFIG_EXAMPLE.as_bytes()),
         (PathBuf::from(SAMPLE_POSTS_NAME), SAMPLE_POSTS),
+        (Path::new("sql").join(COMPANIES_FILE), COMPANIES.as_bytes()),
     ];
     files.extend(
         MODELS
             .iter()
             .map(|(p, s)| (Path::new("sql").join(p), s.as_bytes())),
+    );
+    files.extend(
+        TESTS
+            .iter()
+            .map(|(p, s)| (Path::new("sql").join(TESTS_DIR).join(p), *s)),
     );
     files.extend(
         QUERIES
@@ -83,17 +123,22 @@ pub fn project_files() -> Vec<(PathBuf, &'static [u8])> {
 mod tests {
     use super::*;
 
-    fn files_under(dir: &str) -> Vec<String> {
+    /// Files under `dir` (relative, sorted) whose name ends with one of `extensions`, outside
+    /// the subdirectory `skip`.
+    fn files_under(dir: &str, extensions: &[&str], skip: Option<&str>) -> Vec<String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         let mut found = Vec::new();
         let mut stack = vec![root.clone()];
         while let Some(d) = stack.pop() {
             for entry in std::fs::read_dir(d).unwrap() {
                 let path = entry.unwrap().path();
+                let relative = path.strip_prefix(&root).unwrap().display().to_string();
                 if path.is_dir() {
-                    stack.push(path);
-                } else if path.extension().is_some_and(|e| e == "sql") {
-                    found.push(path.strip_prefix(&root).unwrap().display().to_string());
+                    if skip != Some(relative.as_str()) {
+                        stack.push(path);
+                    }
+                } else if extensions.iter().any(|e| relative.ends_with(e)) {
+                    found.push(relative);
                 }
             }
         }
@@ -101,13 +146,20 @@ mod tests {
         found
     }
 
+    fn sorted(files: &[(&str, impl Sized)]) -> Vec<String> {
+        let mut names: Vec<String> = files.iter().map(|(p, _)| p.to_string()).collect();
+        names.sort();
+        names
+    }
+
     #[test]
-    fn every_shipped_model_and_query_is_embedded() {
-        let mut models: Vec<String> = MODELS.iter().map(|(p, _)| p.to_string()).collect();
-        models.sort();
-        assert_eq!(models, files_under("sql"));
-        let mut queries: Vec<String> = QUERIES.iter().map(|(p, _)| p.to_string()).collect();
-        queries.sort();
-        assert_eq!(queries, files_under("queries"));
+    fn every_shipped_model_test_and_query_is_embedded() {
+        assert_eq!(sorted(MODELS), files_under("sql", &[".sql"], Some(TESTS_DIR)));
+        let tests = format!("sql/{TESTS_DIR}");
+        assert_eq!(
+            sorted(TESTS),
+            files_under(&tests, &[".sql", ".toml", ".jsonl"], None)
+        );
+        assert_eq!(sorted(QUERIES), files_under("queries", &[".sql"], None));
     }
 }

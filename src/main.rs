@@ -16,13 +16,10 @@ struct Cli {
     #[arg(short, long, global = true, env = "TWEETLAKE_CONFIG")]
     config: Option<PathBuf>,
 
-    /// Log filter, e.g. `debug` or `tweetlake=debug,deltalake=info` (RUST_LOG works too).
-    #[arg(
-        long,
-        global = true,
-        default_value = "warn,tweetlake=info,deltalake_core::writer::stats=error,deltalake_core::operations::merge=error"
-    )]
-    log: String,
+    /// Log filter, e.g. `debug` or `tweetlake=debug,deltalake=info` (RUST_LOG works too)
+    /// [default: tweetlake's info lines and warnings; `test`: warnings only].
+    #[arg(long, global = true)]
+    log: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -64,6 +61,9 @@ enum Command {
     },
     /// Print the model DAG and each model's output schema, type-checking every model.
     Plan,
+    /// Run every model over fixture posts (no Kafka, no S3) and check the expectations in the
+    /// tests/ directory next to the models; non-zero exit when one fails.
+    Test,
     /// Write an editable project (tweetlake.toml, sql/, queries/, sample posts) into DIR.
     Init {
         /// Target directory.
@@ -191,9 +191,17 @@ struct TargetArgs {
     topic: Option<String>,
 }
 
+/// Warnings, delta-rs' noisy merge and statistics warnings excepted.
+const QUIET_LOG: &str = "warn,deltalake_core::writer::stats=error,deltalake_core::operations::merge=error";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    commands::init_logging(&cli.log);
+    // `test` prints its own report; the per-batch lines of its runs would only bury it.
+    let default_log = match cli.command {
+        Command::Test => QUIET_LOG.to_string(),
+        _ => format!("{QUIET_LOG},tweetlake=info"),
+    };
+    commands::init_logging(cli.log.as_deref().unwrap_or(&default_log));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -212,6 +220,7 @@ fn main() -> ExitCode {
                 commands::sql(cli.config.as_deref(), script, format, output).await
             }
             Command::Plan => commands::plan(cli.config.as_deref()).await,
+            Command::Test => commands::test(cli.config.as_deref()).await,
             Command::Init { dir, force } => commands::init(&dir, force),
             Command::Produce { what } => produce(what, cli.config.as_deref()).await,
             Command::Bench {

@@ -56,6 +56,9 @@ fn init_writes_an_editable_project_that_plans() {
         "tweetlake.toml",
         "sample_posts.jsonl",
         "sql/silver/tweets.sql",
+        "sql/companies.csv",
+        "sql/tests/edge_cases.toml",
+        "sql/tests/edge_cases.jsonl",
         "queries/top_companies.sql",
     ] {
         assert!(project.path(file).exists(), "{file} missing");
@@ -87,6 +90,55 @@ fn init_writes_an_editable_project_that_plans() {
     );
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(project.progress().len(), 1);
+}
+
+#[test]
+fn test_checks_the_written_project_and_fails_readably_on_a_broken_expectation() {
+    let project = Project::new();
+    assert!(project.run(&["init"], &[]).status.success());
+    // One wrong expectation: 1,000,000 followers is mega, not macro.
+    let suite = project.path("sql/tests/edge_cases.toml");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    let wrong = r#"author_followers = 1000000, author_tier = "macro""#;
+    let edited = text.replace(r#"author_followers = 1000000, author_tier = "mega""#, wrong);
+    assert_ne!(edited, text);
+    std::fs::write(&suite, edited).unwrap();
+
+    let out = project.run(&["test"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stdout(&out);
+    let squeezed = |s: &str| {
+        s.split(' ')
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let failed: Vec<&str> = text.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(
+        failed,
+        ["FAIL  sql/tests/edge_cases.toml: author tiers at their thresholds (1M mega, 100k macro, 10k micro), NULL without followers"],
+        "{text}"
+    );
+    assert!(
+        squeezed(&text).contains("| 2 | author_tier | macro | mega |"),
+        "the diff names row, column, expected and actual:\n{text}"
+    );
+    assert!(
+        text.lines().filter(|l| l.starts_with("ok")).count() > 50,
+        "{text}"
+    );
+    assert!(
+        text.contains("ran the models over edge_cases.jsonl in batches of 3"),
+        "{text}"
+    );
+    let summary = text.lines().last().unwrap();
+    assert!(summary.ends_with("passed, 1 failed"), "{summary}");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: 1 of ") && err.contains("model tests failed"),
+        "{err}"
+    );
 }
 
 #[test]

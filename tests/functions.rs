@@ -23,9 +23,7 @@ fn companies() -> CompanyMap {
 }
 
 fn context() -> SessionContext {
-    let ctx = session();
-    register_all(&ctx, &companies());
-    ctx
+    session(&companies())
 }
 
 fn register(ctx: &SessionContext, name: &str, columns: Vec<(&str, ArrayRef)>) {

@@ -1,25 +1,53 @@
--- gold.company_minute: activity and engagement per company per minute, over the whole history.
--- Merged by (company, minute): each batch adds its counts to the row of its key, so every row
--- equals a full recompute over silver.tweets.
+-- gold.company_minute: what is said about each company, per minute, over the whole history.
+--
+-- company, minute (UTC): the key. posts; positive, neutral, negative: posts by sentiment_label;
+-- sentiment_sum (exact decimal sum of the compound scores) and scored_posts (posts with a
+-- score), so sentiment_mean = sentiment_sum / scored_posts stays exact however batches fall;
+-- engagement, likes, retweet_count, replies, quotes: sums of the posts' metrics (0 when none);
+-- retweets: posts that are retweets; geo_posts: posts with a point or a place;
+-- distinct_authors: authors who posted, exact: `authors` keeps their ids so each merge can
+-- take the union (per-batch counts cannot be added: an author may post in many batches).
+--
+-- Merged by (company, minute): each batch's row adds to the stored one, so every row equals a
+-- full recompute over silver.tweets.
 -- @materialized: merge
 -- @unique_key: company, minute
 -- @update: posts = target.posts + source.posts
--- @update: retweets = target.retweets + source.retweets
+-- @update: positive = target.positive + source.positive
+-- @update: neutral = target.neutral + source.neutral
+-- @update: negative = target.negative + source.negative
+-- @update: sentiment_sum = target.sentiment_sum + source.sentiment_sum
+-- @update: scored_posts = target.scored_posts + source.scored_posts
+-- @update: sentiment_mean = CAST(target.sentiment_sum + source.sentiment_sum AS DOUBLE) / nullif(target.scored_posts + source.scored_posts, 0)
+-- @update: engagement = target.engagement + source.engagement
 -- @update: likes = target.likes + source.likes
+-- @update: retweets = target.retweets + source.retweets
 -- @update: retweet_count = target.retweet_count + source.retweet_count
 -- @update: replies = target.replies + source.replies
 -- @update: quotes = target.quotes + source.quotes
 -- @update: geo_posts = target.geo_posts + source.geo_posts
+-- @update: authors = array_union(target.authors, source.authors)
+-- @update: distinct_authors = CAST(cardinality(array_union(target.authors, source.authors)) AS BIGINT)
 SELECT
     company,
     date_trunc('minute', created_at) AS minute,
     count(*) AS posts,
-    sum(CASE WHEN is_retweet THEN 1 ELSE 0 END) AS retweets,
-    sum(like_count) AS likes,
-    sum(retweet_count) AS retweet_count,
-    sum(reply_count) AS replies,
-    sum(quote_count) AS quotes,
-    sum(CASE WHEN geo_source IN ('point', 'place') THEN 1 ELSE 0 END) AS geo_posts
+    count(*) FILTER (WHERE sentiment_label = 'positive') AS positive,
+    count(*) FILTER (WHERE sentiment_label = 'neutral') AS neutral,
+    count(*) FILTER (WHERE sentiment_label = 'negative') AS negative,
+    coalesce(sum(CAST(sentiment AS DECIMAL(18, 4))), 0) AS sentiment_sum,
+    count(sentiment) AS scored_posts,
+    CAST(coalesce(sum(CAST(sentiment AS DECIMAL(18, 4))), 0) AS DOUBLE) / nullif(count(sentiment), 0)
+        AS sentiment_mean,
+    coalesce(sum(engagement), 0) AS engagement,
+    coalesce(sum(like_count), 0) AS likes,
+    count(*) FILTER (WHERE is_retweet) AS retweets,
+    coalesce(sum(retweet_count), 0) AS retweet_count,
+    coalesce(sum(reply_count), 0) AS replies,
+    coalesce(sum(quote_count), 0) AS quotes,
+    count(*) FILTER (WHERE geo_source IN ('point', 'place')) AS geo_posts,
+    coalesce(array_agg(DISTINCT author_id) FILTER (WHERE author_id IS NOT NULL), []) AS authors,
+    count(DISTINCT author_id) AS distinct_authors
 FROM silver.tweets
 WHERE company IS NOT NULL AND created_at IS NOT NULL
 GROUP BY company, date_trunc('minute', created_at)

@@ -1,8 +1,24 @@
--- gold.country_hour: geotagged posts per country per hour, over the whole history.
+-- gold.country_hour: activity per country (of the tagged place) per hour (UTC), over the whole
+-- history. country_code (ISO 3166-1 alpha-2), hour: the key; posts; point_posts: those with
+-- exact coordinates; engagement; positive, neutral, negative: posts by sentiment_label.
+-- Merged by (country_code, hour), so every row equals a full recompute over silver.tweets.
 -- @materialized: merge
 -- @unique_key: country_code, hour
 -- @update: posts = target.posts + source.posts
-SELECT country_code, date_trunc('hour', created_at) AS hour, count(*) AS posts
+-- @update: point_posts = target.point_posts + source.point_posts
+-- @update: engagement = target.engagement + source.engagement
+-- @update: positive = target.positive + source.positive
+-- @update: neutral = target.neutral + source.neutral
+-- @update: negative = target.negative + source.negative
+SELECT
+    country_code,
+    date_trunc('hour', created_at) AS hour,
+    count(*) AS posts,
+    count(*) FILTER (WHERE geo_source = 'point') AS point_posts,
+    coalesce(sum(engagement), 0) AS engagement,
+    count(*) FILTER (WHERE sentiment_label = 'positive') AS positive,
+    count(*) FILTER (WHERE sentiment_label = 'neutral') AS neutral,
+    count(*) FILTER (WHERE sentiment_label = 'negative') AS negative
 FROM silver.tweets
 WHERE country_code IS NOT NULL AND created_at IS NOT NULL
 GROUP BY country_code, date_trunc('hour', created_at)

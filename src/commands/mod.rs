@@ -6,6 +6,7 @@ mod init;
 mod produce;
 mod run;
 mod sql;
+mod test;
 mod x;
 
 use std::path::Path;
@@ -25,6 +26,7 @@ pub use init::init;
 pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
 pub use sql::{sql, SqlScript};
+pub use test::test;
 pub use x::{produce_x, rules, RulesAction};
 
 /// The config file used when `--config` is not given, if it exists.
@@ -58,11 +60,17 @@ pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(path)?)
 }
 
+/// Whether the built-in models stand in for `pipeline.sql_dir`: the default directory is absent.
+pub fn builtin_models(config: &Config) -> bool {
+    let dir = &config.pipeline.sql_dir;
+    !dir.exists() && dir == Path::new("sql")
+}
+
 /// The models in `pipeline.sql_dir`; the built-in ones when the default directory is absent.
 pub fn load_models(config: &Config) -> anyhow::Result<ModelSet> {
     let reserved = [config.dlq.table.as_str()];
     let dir = &config.pipeline.sql_dir;
-    if !dir.exists() && dir == Path::new("sql") {
+    if builtin_models(config) {
         tracing::info!(
             "no ./sql directory: using the built-in models (`tweetlake init` writes them out to edit)"
         );

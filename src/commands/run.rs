@@ -3,8 +3,9 @@ use std::path::Path;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use deltalake::arrow::datatypes::{DataType, Schema};
 use tweetlake::config::{Config, SourceKind};
-use tweetlake::decode::bronze_schema;
+use tweetlake::decode::{bronze_schema, dead_letter_schema};
 use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
 use tweetlake::source::{FileSource, KafkaSource, Source};
 use tweetlake::transform::{Materialization, BRONZE};
@@ -66,11 +67,15 @@ pub async fn plan(config_path: Option<&Path>) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let models = load_models(&config)?;
     let schemas = models.plan(bronze_schema()).await?;
-    println!("{BRONZE}  (built-in: the decoded micro-batch; table partitioned by _ingest_date)");
     println!(
-        "{}  (built-in: records that failed to decode)\n",
+        "{BRONZE}  (built-in: each batch's decoded posts with source metadata; partitioned by _ingest_date)"
+    );
+    print_columns(&bronze_schema());
+    println!(
+        "{}  (built-in: records that failed to decode, with the reason; partitioned by _ingest_date)",
         config.dlq.table
     );
+    print_columns(&dead_letter_schema());
     for (model, schema) in models.models().iter().zip(schemas) {
         let how = match &model.materialization {
             Materialization::Append => "append".to_string(),
@@ -87,10 +92,23 @@ pub async fn plan(config_path: Option<&Path>) -> anyhow::Result<()> {
             model.inputs.join(", "),
             model.origin
         );
-        for field in schema.fields() {
-            println!("    {}: {}", field.name(), field.data_type());
-        }
-        println!();
+        print_columns(&schema);
     }
     Ok(())
+}
+
+/// One line per column; a struct shows its fields' names, as the X message's are many.
+fn print_columns(schema: &Schema) {
+    let short = |data_type: &DataType| match data_type {
+        DataType::Struct(fields) => {
+            let names: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
+            format!("Struct{{{}}}", names.join(", "))
+        }
+        DataType::List(item) if matches!(item.data_type(), DataType::Struct(_)) => "List(Struct)".to_string(),
+        other => other.to_string(),
+    };
+    for field in schema.fields() {
+        println!("    {}: {}", field.name(), short(field.data_type()));
+    }
+    println!();
 }

@@ -5,6 +5,8 @@ use anyhow::Context;
 
 use tweetlake::repl::{self, Format, Options, Session};
 use tweetlake::sink::Lake;
+use tweetlake::transform::functions::CompanyMap;
+use tweetlake::transform::COMPANIES_FILE;
 
 use super::load_config;
 
@@ -48,7 +50,8 @@ pub async fn sql(
         format,
         output,
     };
-    let mut session = Session::open(lake, &config.repl, options)
+    let companies = company_map(&config)?;
+    let mut session = Session::open(lake, &config.repl, options, &companies)
         .await
         .with_context(|| format!("opening the lake at {}", config.lake.uri))?;
     match script {
@@ -63,4 +66,13 @@ pub async fn sql(
         }
     }
     Ok(())
+}
+
+/// The company list next to the configured models, else the built-in one.
+fn company_map(config: &tweetlake::config::Config) -> anyhow::Result<CompanyMap> {
+    let path = config.pipeline.sql_dir.join(COMPANIES_FILE);
+    if path.exists() {
+        return Ok(CompanyMap::load(&path)?);
+    }
+    Ok(CompanyMap::from_csv_str(tweetlake::embedded::COMPANIES)?)
 }

@@ -29,6 +29,7 @@ use rustyline::error::ReadlineError;
 use crate::config::ReplConfig;
 use crate::sink::{Lake, SinkError};
 use crate::transform;
+use crate::transform::functions::CompanyMap;
 use catalog::Catalog;
 use command::Command;
 use helper::Vocabulary;
@@ -142,9 +143,15 @@ pub struct Session {
 }
 
 impl Session {
-    /// Registers every table of the lake (reading only Delta logs).
-    pub async fn open(lake: Lake, config: &ReplConfig, options: Options) -> Result<Self, ReplError> {
-        let ctx = transform::session();
+    /// Registers every table of the lake (reading only Delta logs), with the tweet functions
+    /// (`company_of` reading `companies`).
+    pub async fn open(
+        lake: Lake,
+        config: &ReplConfig,
+        options: Options,
+        companies: &CompanyMap,
+    ) -> Result<Self, ReplError> {
+        let ctx = transform::session(companies);
         let catalog = Catalog::open(lake, &ctx).await?;
         let format = options.format.unwrap_or(config.format);
         let mut output = Output::new(&config.pager);

@@ -21,10 +21,17 @@ use deltalake::datafusion::sql::parser::DFParser;
 use deltalake::datafusion::sql::resolve::resolve_table_references;
 use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
 
+use functions::{CompanyMap, CompanyMapError};
 pub use model::{Materialization, Model};
 
 /// The built-in input: the current micro-batch, decoded.
 pub const BRONZE: &str = "bronze";
+
+/// The company list `company_of` reads, next to the models (`sql/companies.csv`).
+pub const COMPANIES_FILE: &str = "companies.csv";
+
+/// The directory next to the models holding `tweetlake test`'s files: never models.
+pub const TESTS_DIR: &str = "tests";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransformError {
@@ -61,12 +68,15 @@ pub enum TransformError {
     Sql { origin: String, source: DataFusionError },
     #[error("no SQL models found in {path}: add a .sql file (see `tweetlake init`)")]
     Empty { path: PathBuf },
+    #[error(transparent)]
+    Companies(#[from] CompanyMapError),
 }
 
-/// All models of a pipeline, in dependency order.
+/// All models of a pipeline, in dependency order, and the company list their functions use.
 #[derive(Debug, Clone)]
 pub struct ModelSet {
     models: Vec<Model>,
+    companies: CompanyMap,
 }
 
 /// One model's rows for the current batch.
@@ -82,7 +92,8 @@ impl ModelOutput {
 }
 
 impl ModelSet {
-    /// Loads every `.sql` file under `dir` (one level of schema directories).
+    /// Loads every `.sql` file under `dir` (one level of schema directories, `tests/` excluded)
+    /// and `dir/companies.csv` when present (else `company_of` knows no company).
     pub fn load_dir(dir: &Path, reserved: &[&str]) -> Result<Self, TransformError> {
         let read_error = |path: &Path, source| TransformError::Read {
             path: path.to_path_buf(),
@@ -94,7 +105,7 @@ impl ModelSet {
             for entry in std::fs::read_dir(&current).map_err(|e| read_error(&current, e))? {
                 let path = entry.map_err(|e| read_error(&current, e))?.path();
                 if path.is_dir() {
-                    if path.file_name().is_some_and(|n| n != "tests") {
+                    if path.file_name().is_some_and(|n| n != TESTS_DIR) {
                         stack.push(path);
                     }
                 } else if path.extension().is_some_and(|e| e == "sql") {
@@ -109,12 +120,18 @@ impl ModelSet {
                 path: dir.to_path_buf(),
             });
         }
-        Self::from_sources(files, reserved)
+        let companies = dir.join(COMPANIES_FILE);
+        let companies = match companies.exists() {
+            true => CompanyMap::load(&companies)?,
+            false => CompanyMap::default(),
+        };
+        Self::from_sources(files, companies, reserved)
     }
 
     /// Builds the set from `(path relative to the sql dir, origin for messages, SQL)`.
     pub fn from_sources(
         files: Vec<(PathBuf, String, String)>,
+        companies: CompanyMap,
         reserved: &[&str],
     ) -> Result<Self, TransformError> {
         let mut models = Vec::with_capacity(files.len());
@@ -129,6 +146,7 @@ impl ModelSet {
         }
         Ok(Self {
             models: dag::order(models, &[BRONZE])?,
+            companies,
         })
     }
 
@@ -136,17 +154,19 @@ impl ModelSet {
         &self.models
     }
 
+    /// The company list the models' `company_of` reads.
+    pub fn companies(&self) -> &CompanyMap {
+        &self.companies
+    }
+
     /// Runs every model over one decoded batch; outputs are in model order.
     pub async fn run(&self, bronze: RecordBatch) -> Result<Vec<ModelOutput>, TransformError> {
-        let ctx = session();
+        let ctx = session(&self.companies);
         let schema = bronze.schema();
         register(&ctx, BRONZE, schema, vec![bronze], "<bronze>")?;
         let mut outputs = Vec::with_capacity(self.models.len());
         for model in &self.models {
-            let sql_error = |source| TransformError::Sql {
-                origin: model.origin.clone(),
-                source,
-            };
+            let sql_error = |source| sql_error(model, source);
             let frame = ctx.sql(&model.sql).await.map_err(sql_error)?;
             let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
             let batches = frame.collect().await.map_err(sql_error)?;
@@ -161,14 +181,14 @@ impl ModelSet {
     /// Plans every model against an empty input of `bronze_schema`: type-checks the SQL and
     /// returns each model's output schema without reading any data.
     pub async fn plan(&self, bronze_schema: SchemaRef) -> Result<Vec<SchemaRef>, TransformError> {
-        let ctx = session();
+        let ctx = session(&self.companies);
         register(&ctx, BRONZE, bronze_schema, vec![], "<bronze>")?;
         let mut schemas = Vec::with_capacity(self.models.len());
         for model in &self.models {
-            let frame = ctx.sql(&model.sql).await.map_err(|source| TransformError::Sql {
-                origin: model.origin.clone(),
-                source,
-            })?;
+            let frame = ctx
+                .sql(&model.sql)
+                .await
+                .map_err(|source| sql_error(model, source))?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
             register(&ctx, &model.name, schema.clone(), vec![], &model.origin)?;
             schemas.push(schema);
@@ -177,16 +197,49 @@ impl ModelSet {
     }
 }
 
-/// A DataFusion session for one batch. Identifiers are case-insensitive, as in most SQL engines.
-pub fn session() -> SessionContext {
-    let config = SessionConfig::new()
+/// A DataFusion session as the models see it: the tweet functions registered (`company_of`
+/// reading `companies`), identifiers case-insensitive as in most SQL engines, and source
+/// positions kept so errors can name the line. The pipeline, `tweetlake test` and the REPL
+/// all query through this.
+pub fn session(companies: &CompanyMap) -> SessionContext {
+    let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
-    SessionContext::new_with_config(config)
+    config.options_mut().sql_parser.collect_spans = true;
+    let ctx = SessionContext::new_with_config(config);
+    functions::register_all(&ctx, companies);
+    ctx
+}
+
+/// A model's SQL error, at `file:line` when the line is known: the position DataFusion
+/// recorded, else the first line naming something the message quotes (a function, say).
+fn sql_error(model: &Model, source: DataFusionError) -> TransformError {
+    let recorded = source
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|span| span.start.line as usize)
+        .filter(|&line| line > 0);
+    let line = recorded.or_else(|| quoted_names(&source.to_string()).find_map(|n| model.find_line(n)));
+    TransformError::Sql {
+        origin: match line {
+            Some(line) => format!("{}:{line}", model.origin),
+            None => model.origin.clone(),
+        },
+        source,
+    }
+}
+
+/// The names an error message quotes, in order: `'name'`, `"name"` or `` `name` ``.
+fn quoted_names(message: &str) -> impl Iterator<Item = &str> {
+    message
+        .split(['\'', '"', '`'])
+        .skip(1)
+        .step_by(2)
+        .filter(|name| !name.is_empty())
 }
 
 /// Registers `batches` as table `name` (dotted names create their schema on first use).
-fn register(
+pub(crate) fn register(
     ctx: &SessionContext,
     name: &str,
     schema: SchemaRef,

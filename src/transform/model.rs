@@ -66,13 +66,11 @@ fn list(value: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformError> {
-    let mut d = Directives {
-        materialized: None,
-        partition_by: Vec::new(),
-        unique_key: Vec::new(),
-        updates: Vec::new(),
-    };
+/// Every `-- @key: value` comment of `sql`, in order, as `(1-based line, key, value)`.
+///
+/// Shared by the models and `tweetlake test`'s SQL files; each reader knows its own keys.
+pub fn directives(sql: &str, origin: &str) -> Result<Vec<(usize, String, String)>, TransformError> {
+    let mut found = Vec::new();
     for (index, line) in sql.lines().enumerate() {
         let Some(rest) = line.trim_start().strip_prefix("--") else {
             continue;
@@ -80,19 +78,35 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
         let Some(directive) = rest.trim_start().strip_prefix('@') else {
             continue;
         };
-        let error = |message: String| TransformError::Directive {
-            origin: origin.to_string(),
-            line: index + 1,
-            message,
-        };
         let (key, value) = directive
             .split_once(':')
-            .ok_or_else(|| error(format!("`@{directive}` needs the form `-- @key: value`")))?;
-        let value = value.trim();
-        match key.trim() {
-            "materialized" => d.materialized = Some((index + 1, value.to_lowercase())),
-            "partition_by" => d.partition_by = list(value),
-            "unique_key" => d.unique_key = list(value),
+            .ok_or_else(|| TransformError::Directive {
+                origin: origin.to_string(),
+                line: index + 1,
+                message: format!("`@{directive}` needs the form `-- @key: value`"),
+            })?;
+        found.push((index + 1, key.trim().to_string(), value.trim().to_string()));
+    }
+    Ok(found)
+}
+
+fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformError> {
+    let mut d = Directives {
+        materialized: None,
+        partition_by: Vec::new(),
+        unique_key: Vec::new(),
+        updates: Vec::new(),
+    };
+    for (line, key, value) in directives(sql, origin)? {
+        let error = |message: String| TransformError::Directive {
+            origin: origin.to_string(),
+            line,
+            message,
+        };
+        match key.as_str() {
+            "materialized" => d.materialized = Some((line, value.to_lowercase())),
+            "partition_by" => d.partition_by = list(&value),
+            "unique_key" => d.unique_key = list(&value),
             "update" => {
                 let (column, expression) = value.split_once('=').ok_or_else(|| {
                     error(format!("`@update: {value}` needs the form `column = expression`"))
@@ -153,7 +167,12 @@ impl Model {
 
     /// 1-based line of the first mention of `table` in the SQL (outside comments), for errors.
     pub fn line_of(&self, table: &str) -> usize {
-        let needle = table.to_lowercase();
+        self.find_line(table).unwrap_or(1)
+    }
+
+    /// 1-based line of the first mention of `name` as a whole word outside comments, if any.
+    pub fn find_line(&self, name: &str) -> Option<usize> {
+        let needle = name.to_lowercase();
         self.sql
             .lines()
             .position(|l| {
@@ -166,7 +185,7 @@ impl Model {
                     !ident(before) && !ident(after)
                 })
             })
-            .map_or(1, |i| i + 1)
+            .map(|i| i + 1)
     }
 }
 

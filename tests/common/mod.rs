@@ -180,6 +180,23 @@ pub async fn query_lake(uri: &str, sql: &str) -> Vec<RecordBatch> {
     query_lake_with(uri, &BTreeMap::new(), sql).await
 }
 
+/// A session over bronze, the dead letters and every shipped model's table in the lake at `uri`.
+pub async fn lake_session(uri: &str) -> SessionContext {
+    lake_session_with(uri, &BTreeMap::new()).await
+}
+
+/// A session over every table of the lake at `uri` reached with `options`, with the tweet functions.
+pub async fn lake_session_with(uri: &str, options: &BTreeMap<String, String>) -> SessionContext {
+    let lake = Lake::new(uri, options).unwrap();
+    let models = tweetlake::embedded::models(&["dlq"]).unwrap();
+    let ctx = tweetlake::transform::session(models.companies());
+    let tables = ["bronze", "dlq"].into_iter().map(String::from);
+    for table in tables.chain(models.models().iter().map(|m| m.name.clone())) {
+        lake.register_table(&ctx, &table).await.unwrap();
+    }
+    ctx
+}
+
 /// The single integer a query returned.
 pub fn scalar_i64(batches: &[RecordBatch]) -> i64 {
     let batch = batches.iter().find(|b| b.num_rows() > 0).expect("one row");
@@ -270,18 +287,7 @@ fn service_env(var: &str) -> Option<String> {
 
 /// Runs `sql` over every table of the lake at `uri` reached with `options` (S3 when given).
 pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql: &str) -> Vec<RecordBatch> {
-    let lake = Lake::new(uri, options).unwrap();
-    let ctx = SessionContext::new();
-    for table in [
-        "bronze",
-        "dlq",
-        "silver.tweets",
-        "gold.company_minute",
-        "gold.hashtag_hour",
-        "gold.country_hour",
-    ] {
-        lake.register_table(&ctx, table).await.unwrap();
-    }
+    let ctx = lake_session_with(uri, options).await;
     ctx.sql(sql).await.unwrap().collect().await.unwrap()
 }
 
