@@ -205,6 +205,8 @@ fn tables_are_described_with_versions_and_commit_history() {
     let cells: Vec<&str> = bronze.split('|').map(str::trim).collect();
     assert_eq!(&cells[2..5], ["1", "2", "12"], "version, files, rows: {bronze}");
 
+    // silver.tweets has more columns than the terminal has lines: no pager for this check.
+    repl.run("\\pager off");
     let described = repl.run("\\d silver.tweets");
     assert!(described.contains("silver.tweets: version 1"), "{described}");
     assert!(described.contains("partitioned by created_date"), "{described}");
