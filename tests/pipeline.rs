@@ -9,6 +9,7 @@ use deltalake::arrow::datatypes::DataType;
 use deltalake::datafusion::prelude::SessionContext;
 use tokio::sync::watch;
 use tweetlake::config::Config;
+use tweetlake::decode::{BatchContext, MessageDecoder};
 use tweetlake::embedded;
 use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
 use tweetlake::produce::synth::{self, SynthOptions};
@@ -322,4 +323,36 @@ async fn rereading_the_same_ranges_returns_the_same_records() {
         let end = again.end_positions().await.unwrap();
         assert_eq!(end.values().copied().collect::<Vec<_>>(), [62]);
     }
+}
+
+#[tokio::test]
+async fn parallel_decode_equals_single_threaded_decode() {
+    let mut posts = synth::jsonl(
+        SynthOptions {
+            malformed_share: 0.05,
+            seed: 3,
+            ..Default::default()
+        },
+        20_000,
+    );
+    posts.extend(fixture_lines());
+    let mut source = FileSource::from_bytes("posts.jsonl", posts);
+    let limits = ReadLimits {
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+        deadline: None,
+        until: None,
+    };
+    let start = source.initial_positions().await.unwrap();
+    let raw = source.read_next(&start, &limits).await.unwrap().records;
+    let decoder = MessageDecoder::new(1 << 20);
+    let ctx = BatchContext {
+        batch_id: 7,
+        planned_at_micros: 1,
+    };
+    let single = decoder.decode(&raw, ctx).unwrap();
+    let parallel = decoder.decode_parallel(&raw, ctx).unwrap();
+    assert!(single.dead_letters.num_rows() > 900, "the input has bad records");
+    assert_eq!(parallel.bronze, single.bronze);
+    assert_eq!(parallel.dead_letters, single.dead_letters);
 }

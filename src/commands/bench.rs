@@ -116,7 +116,7 @@ async fn stage_timings(
             .map(|r| (r.topic_partition(), r.end))
             .collect();
         let t = Instant::now();
-        let decoded = decoder.decode(
+        let decoded = decoder.decode_parallel(
             &batch.records,
             BatchContext {
                 batch_id,

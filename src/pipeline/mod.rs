@@ -281,7 +281,7 @@ impl<S: Source> Pipeline<S> {
         };
 
         let stage = Instant::now();
-        let decoded = self.decoder.decode(&records, ctx)?;
+        let decoded = self.decoder.decode_parallel(&records, ctx)?;
         drop(records);
         let decode_time = stage.elapsed();
         fault::point("after_decode", plan.batch_id);
