@@ -457,15 +457,8 @@ pub mod duration_text {
     }
 
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let n: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a duration like 500ms, 10s, 5m or 1h"))?;
-        let seconds = match unit.trim() {
+        let (n, unit) = super::number_and_unit(text, "a duration like 500ms, 10s, 5m or 1h")?;
+        let seconds = match unit {
             "ms" => n / 1000.0,
             "s" | "" => n,
             "m" => n * 60.0,
@@ -474,6 +467,17 @@ pub mod duration_text {
         };
         Ok(Duration::from_secs_f64(seconds))
     }
+}
+
+/// `10s` or `500 MB` split into the number and its unit (trimmed); `what` names the expected form.
+fn number_and_unit<'a>(text: &'a str, what: &str) -> Result<(f64, &'a str), String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n = number.parse().map_err(|_| format!("`{text}` is not {what}"))?;
+    Ok((n, unit.trim()))
 }
 
 /// Sizes written as a number of bytes or `500MB`, `10GiB` (`KB`/`MB`/`GB`/`TB` and the `iB` forms
@@ -496,15 +500,8 @@ pub mod byte_size {
     }
 
     pub fn parse(text: &str) -> Result<u64, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(text.len());
-        let (number, unit) = text.split_at(split);
-        let n: f64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` is not a size like 1048576, 500MB or 10GiB"))?;
-        let unit = unit.trim().to_ascii_uppercase();
+        let (n, unit) = super::number_and_unit(text, "a size like 1048576, 500MB or 10GiB")?;
+        let unit = unit.to_ascii_uppercase();
         let prefix = unit
             .strip_suffix("IB")
             .or_else(|| unit.strip_suffix('B'))

@@ -51,6 +51,18 @@ async fn rows(ctx: &SessionContext, sql: &str) -> Vec<Vec<String>> {
 }
 
 /// The single value of a one-row, one-column query.
+/// Each `(expression, expected)`: `SELECT expression` prints `expected`.
+async fn assert_values(ctx: &SessionContext, cases: &[(impl AsRef<str>, &str)]) {
+    for (expression, expected) in cases {
+        let expression = expression.as_ref();
+        assert_eq!(
+            value(ctx, &format!("SELECT {expression}")).await,
+            *expected,
+            "{expression}"
+        );
+    }
+}
+
 async fn value(ctx: &SessionContext, sql: &str) -> String {
     let rows = rows(ctx, sql).await;
     assert_eq!(rows.len(), 1, "{sql}");
@@ -170,13 +182,7 @@ async fn text_functions_in_sql() {
         ("sentiment_label(CAST('NaN' AS DOUBLE))", "NULL"),
         ("sentiment_label(NULL)", "NULL"),
     ];
-    for (expression, expected) in cases {
-        assert_eq!(
-            value(&ctx, &format!("SELECT {expression}")).await,
-            expected,
-            "{expression}"
-        );
-    }
+    assert_values(&ctx, &cases).await;
 }
 
 #[tokio::test]
@@ -195,13 +201,7 @@ async fn company_of_in_sql() {
         ("company_of(make_array('nope'))", "NULL"),
         ("company_of(extract_cashtags(''))", "NULL"),
     ];
-    for (expression, expected) in cases {
-        assert_eq!(
-            value(&ctx, &format!("SELECT {expression}")).await,
-            expected,
-            "{expression}"
-        );
-    }
+    assert_values(&ctx, &cases).await;
 }
 
 #[tokio::test]
@@ -240,13 +240,7 @@ async fn geo_functions_in_sql() {
         ("haversine_km(0, 91, 0, 0)".into(), "NULL"),
         ("haversine_km(0, NULL, 0, 0)".into(), "NULL"),
     ];
-    for (expression, expected) in cases {
-        assert_eq!(
-            value(&ctx, &format!("SELECT {expression}")).await,
-            expected,
-            "{expression}"
-        );
-    }
+    assert_values(&ctx, &cases).await;
 }
 
 /// Columns typed as the decoder and Parquet readers make them: Utf8View and LargeUtf8 text, and
