@@ -1,11 +1,15 @@
--- description: Companies with the most posts in the last hours of data (up to the newest post), with
--- engagement. Sentiment is not in silver.tweets yet: once the sentiment columns land, rank by the
--- share of negative posts here.
+-- description: Companies ranked by their share of negative posts in the last hours of data (up to
+-- the newest post), with posts, mean sentiment (VADER compound) and engagement.
 -- param: hours = 1
 -- param: limit = 20
-SELECT company, sum(posts) AS posts, sum(likes) AS likes, sum(retweets) AS retweets, sum(replies) AS replies
+SELECT company,
+       sum(posts) AS posts,
+       sum(negative) AS negative,
+       round(sum(negative) * 1.0 / sum(posts), 3) AS negative_share,
+       round(CAST(sum(sentiment_sum) AS DOUBLE) / nullif(sum(scored_posts), 0), 3) AS mean_sentiment,
+       sum(engagement) AS engagement
 FROM gold.company_minute
 WHERE minute > (SELECT max(minute) FROM gold.company_minute) - INTERVAL '${hours} hours'
 GROUP BY company
-ORDER BY posts DESC, company
+ORDER BY negative_share DESC, posts DESC, company
 LIMIT :limit;
