@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::kafka::{committed_offsets, create_topic, produce_lines};
 use common::{kafka_bootstrap, query_lake_with, s3_lake, scalar_i64, synth_bad_count, synth_good_count};
-use common::{unique_suffix, wait_bounded, Project};
+use common::{unique_suffix, Project, Spawned};
 use tweetlake::produce::synth::{self, SynthOptions};
 
 const PARTITIONS: i32 = 4;
@@ -251,7 +251,7 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
         &options,
         "max_records_per_batch = 100\nretry_backoff = \"200ms\"\nretry_backoff_max = \"1s\"\nmax_retries = 30",
     );
-    let runner = project.command(&["run", "--once"]).spawn().unwrap();
+    let runner = Spawned::new(project.command(&["run", "--once"]).spawn().unwrap());
     wait_for(|| !project.progress().is_empty(), "the first batch");
     proxy.set_cut(true);
     let outage = Instant::now();
@@ -259,7 +259,7 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
         std::thread::park_timeout(Duration::from_millis(100)); // the outage itself, not a sync
     }
     proxy.set_cut(false);
-    let output = wait_bounded(runner);
+    let output = runner.wait();
     assert_success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -278,7 +278,7 @@ fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
     }
 }
 
-fn interrupt(child: &Child) {
+fn interrupt(child: &Spawned) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
 
@@ -297,7 +297,7 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     let start = |name: &str| {
         let mut command = project.command(&["run"]);
         command.env("TWEETLAKE_PIPELINE__PROGRESS_LOG", progress_of(name));
-        command.spawn().unwrap()
+        Spawned::new(command.spawn().unwrap())
     };
     let lines = |name: &str| {
         std::fs::read_to_string(project.path(name))
@@ -325,7 +325,7 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         tokio::time::sleep(Duration::from_millis(250)).await; // produce pacing, not a sync
     }
     interrupt(&a);
-    assert_success(&wait_bounded(a));
+    assert_success(&a.wait());
 
     let last = posts(600, 10);
     produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &last).await;
@@ -343,7 +343,7 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         "every offset committed by A or B",
     );
     interrupt(&b);
-    assert_success(&wait_bounded(b));
+    assert_success(&b.wait());
 
     assert_exactly_once(&lake, &options, &everything).await;
     let b_partitions: std::collections::BTreeSet<i64> = lines("b.ndjson")
@@ -489,7 +489,7 @@ async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
     let lake = project.lake_uri();
     let batch = "max_records_per_batch = 100\ntrigger_interval = \"500ms\"";
     project.write_kafka_config(&bootstrap, &topic, &lake, &BTreeMap::new(), batch);
-    let runner = project.command(&["run"]).spawn().unwrap();
+    let runner = Spawned::new(project.command(&["run"]).spawn().unwrap());
     wait_for(|| !project.progress().is_empty(), "the first batch");
     broker.proxy.set_cut(true);
     let outage = Instant::now();
@@ -505,7 +505,7 @@ async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
         "every offset committed after the outage",
     );
     interrupt(&runner);
-    let output = wait_bounded(runner);
+    let output = runner.wait();
     assert_success(&output);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -476,3 +476,31 @@ pub mod proxy {
         }
     }
 }
+
+/// A child process that is killed if the test ends, or panics, before waiting for it: a failed
+/// test never leaves a runner behind.
+pub struct Spawned(Option<Child>);
+
+impl Spawned {
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().expect("not waited for yet").id()
+    }
+
+    /// [`wait_bounded`] on the child.
+    pub fn wait(mut self) -> Output {
+        wait_bounded(self.0.take().expect("waited for once"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
