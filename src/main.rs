@@ -96,6 +96,9 @@ enum Command {
         /// Partitions of the benchmark topic (with --kafka).
         #[arg(long, default_value_t = 6, requires = "kafka")]
         partitions: i32,
+        /// Measure the tweet functions instead: rows/s of each over the posts' text, on one core.
+        #[arg(long, conflicts_with = "kafka")]
+        functions: bool,
         /// Also run end to end into this S3 lake, e.g. s3://bucket/prefix (with --kafka;
         /// storage options come from the AWS_* environment).
         #[arg(long, requires = "kafka")]
@@ -225,6 +228,11 @@ fn main() -> ExitCode {
             Command::Produce { what } => produce(what, cli.config.as_deref()).await,
             Command::Bench {
                 records,
+                functions: true,
+                ..
+            } => commands::bench_functions(records).await,
+            Command::Bench {
+                records,
                 batch,
                 dir,
                 kafka: None,
@@ -237,6 +245,7 @@ fn main() -> ExitCode {
                 kafka: Some(bootstrap),
                 partitions,
                 s3_lake,
+                ..
             } => {
                 let kafka = commands::KafkaBench {
                     bootstrap: &bootstrap,

@@ -3,19 +3,18 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
 use deltalake::arrow::array::{
     ArrayRef, AsArray, Float64Array, Float64Builder, Int64Array, LargeStringArray, ListBuilder, RecordBatch,
     StringArray, StringViewArray,
 };
-use deltalake::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use deltalake::arrow::datatypes::{DataType, Field, Float64Type};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::datafusion::datasource::MemTable;
-use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::datafusion::prelude::SessionContext;
 
 use tweetlake::produce::synth::Rng;
-use tweetlake::transform::functions::{register_all, CompanyMap};
+use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::session;
 
 fn companies() -> CompanyMap {
@@ -371,130 +370,5 @@ async fn odd_text_never_fails() {
             !cleaned.contains("  ") && cleaned.trim() == cleaned,
             "{cleaned:?}"
         );
-    }
-}
-
-/// Synthetic posts: the shapes of real ones (languages, tags, mentions, URLs, emoji, entities).
-fn synthetic_posts(count: usize) -> Vec<String> {
-    const OPENERS: &[&str] = &[
-        "Loving the new {name} update, battery life is great!",
-        "{name} earnings beat expectations, strong quarter 🚀",
-        "Terrible support from {name} today, really disappointed.",
-        "Not sure what to think about {name} guidance. Holding for now.",
-        "{name} is NOT cheap but the growth story is AMAZING!!!",
-        "Why is nobody talking about the {name} lawsuit? This is bad &amp; sad.",
-        "¡Me encanta el nuevo producto de {name}! Excelente trabajo",
-        "{name} Aktie fällt nach schwachen Zahlen, schlecht.",
-        "{name}の新製品、とても良いです！最高",
-        "أخبار سيئة عن {name} اليوم",
-    ];
-    const NAMES: &[&str] = &["Apple", "Tesla", "Microsoft", "NVIDIA", "Amazon", "Netflix"];
-    const TAGS: &[&str] = &[
-        "$AAPL", "$TSLA", "$MSFT", "$NVDA", "#ai", "#stocks", "#日本", "$BRK.B",
-    ];
-    const EXTRAS: &[&str] = &[
-        "😍🔥",
-        "📉",
-        "lol",
-        "kind of meh",
-        "@trader_42 thoughts?",
-        ":)",
-        "🙏",
-    ];
-    let mut rng = Rng::new(7);
-    (0..count)
-        .map(|i| {
-            let mut post = String::new();
-            if rng.chance(0.15) {
-                post.push_str("RT @marketwatch: ");
-            }
-            post.push_str(&rng.pick(OPENERS).replace("{name}", rng.pick::<&str>(NAMES)));
-            for _ in 0..rng.below(3) {
-                post.push(' ');
-                post.push_str(rng.pick::<&str>(TAGS));
-            }
-            post.push(' ');
-            post.push_str(rng.pick::<&str>(EXTRAS));
-            if rng.chance(0.4) {
-                post.push_str(&format!(" https://t.co/{i:x}"));
-            }
-            post
-        })
-        .collect()
-}
-
-/// Rows per second of each function on one core, over 200k synthetic posts. Run it with
-/// `cargo test --test functions bench_functions -- --ignored --nocapture` (add `--release` for
-/// real numbers; the dev profile is several times slower).
-#[tokio::test]
-#[ignore]
-async fn bench_functions() {
-    const ROWS: usize = 200_000;
-    const BATCH: usize = 8192;
-    let posts = synthetic_posts(ROWS);
-    let mut rng = Rng::new(11);
-    let mut coordinate = |range: f64| (rng.below(20_000) as f64 / 10_000.0 - 1.0) * range;
-    let lons: Vec<f64> = (0..ROWS).map(|_| coordinate(180.0)).collect();
-    let lats: Vec<f64> = (0..ROWS).map(|_| coordinate(90.0)).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("text", DataType::Utf8, true),
-        Field::new("lon", DataType::Float64, true),
-        Field::new("lat", DataType::Float64, true),
-        Field::new("score", DataType::Float64, true),
-    ]));
-    let batches: Vec<RecordBatch> = (0..ROWS)
-        .step_by(BATCH)
-        .map(|start| {
-            let end = (start + BATCH).min(ROWS);
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values(&posts[start..end])),
-                Arc::new(Float64Array::from(lons[start..end].to_vec())),
-                Arc::new(Float64Array::from(lats[start..end].to_vec())),
-                Arc::new(Float64Array::from_iter_values(
-                    (start..end).map(|i| (i % 200) as f64 / 100.0 - 1.0),
-                )),
-            ];
-            RecordBatch::try_new(schema.clone(), columns).unwrap()
-        })
-        .collect();
-    // One partition and one target partition: the numbers are per core.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    register_all(&ctx, &companies());
-    ctx.register_table(
-        "posts",
-        Arc::new(MemTable::try_new(schema, vec![batches]).unwrap()),
-    )
-    .unwrap();
-    let bbox = "[-74.026675, 40.683935, -73.910408, 40.877483]";
-    let expressions = [
-        "text".to_string(),
-        "clean_text(text)".into(),
-        "extract_hashtags(text)".into(),
-        "extract_cashtags(text)".into(),
-        "extract_mentions(text)".into(),
-        "extract_urls(text)".into(),
-        "sentiment(text)".into(),
-        "sentiment_label(score)".into(),
-        "detect_lang(text)".into(),
-        "company_of(text)".into(),
-        "company_of(extract_cashtags(text))".into(),
-        "bbox_centroid(make_array(lon - 1, lat / 2 - 1, lon + 1, lat / 2 + 1))".into(),
-        format!("point_in_bbox(lon, lat, {bbox})"),
-        "haversine_km(lon, lat / 2, -73.99596, 40.74118)".into(),
-    ];
-    let profile = if cfg!(debug_assertions) {
-        "debug build"
-    } else {
-        "release build"
-    };
-    println!("{ROWS} posts, one core, {profile} (`text` alone is the scan baseline)");
-    for expression in expressions {
-        let sql = format!("SELECT count({expression}) FROM posts");
-        let started = Instant::now();
-        let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
-        let seconds = started.elapsed().as_secs_f64();
-        let counted = batches[0].column(0).as_primitive::<Int64Type>().value(0);
-        assert!(counted > 0, "{expression}");
-        println!("{expression:>72}: {:>10.0} rows/s", ROWS as f64 / seconds);
     }
 }

@@ -301,3 +301,78 @@ fn peak_rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// Rows/s of each tweet function over the text of `records` synthetic posts, on one core
+/// (`scan only` is the baseline of reading the column).
+pub async fn bench_functions(records: usize) -> anyhow::Result<()> {
+    use deltalake::datafusion::datasource::MemTable;
+    use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
+    use tweetlake::transform::functions::{register_all, CompanyMap};
+
+    let data: std::sync::Arc<[u8]> = synth::jsonl(SynthOptions::default(), records).into();
+    let mut source = FileSource::from_bytes("bench.jsonl", data);
+    let limits = ReadLimits {
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+        deadline: None,
+        until: None,
+    };
+    let start = source.initial_positions().await?;
+    let raw = source.read_next(&start, &limits).await?.records;
+    let context = BatchContext {
+        batch_id: 0,
+        planned_at_micros: 0,
+    };
+    let bronze = MessageDecoder::new(usize::MAX)
+        .decode_parallel(&raw, context)?
+        .bronze;
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    register_all(&ctx, &CompanyMap::from_csv_str(embedded::COMPANIES)?);
+    ctx.register_table(
+        "bronze",
+        std::sync::Arc::new(MemTable::try_new(bronze.schema(), vec![vec![bronze]])?),
+    )?;
+    ctx.sql(
+        "CREATE TABLE posts AS SELECT data['text'] AS text, \
+         CAST(_offset % 360 - 180 AS DOUBLE) AS lon, CAST(_offset % 180 - 90 AS DOUBLE) AS lat, \
+         CAST(_offset % 200 AS DOUBLE) / 100.0 - 1.0 AS score FROM bronze",
+    )
+    .await?
+    .collect()
+    .await?;
+    let bbox = "[-74.026675, 40.683935, -73.910408, 40.877483]";
+    let cases = [
+        ("scan only", "text".to_string()),
+        ("clean_text", "clean_text(text)".into()),
+        ("extract_hashtags", "extract_hashtags(text)".into()),
+        ("extract_cashtags", "extract_cashtags(text)".into()),
+        ("extract_mentions", "extract_mentions(text)".into()),
+        ("extract_urls", "extract_urls(text)".into()),
+        ("sentiment", "sentiment(text)".into()),
+        ("sentiment_label", "sentiment_label(score)".into()),
+        ("detect_lang", "detect_lang(text)".into()),
+        ("company_of", "company_of(text)".into()),
+        (
+            "bbox_centroid",
+            "bbox_centroid(make_array(lon - 1, lat - 1, lon + 1, lat + 1))".into(),
+        ),
+        ("point_in_bbox", format!("point_in_bbox(lon, lat, {bbox})")),
+        (
+            "haversine_km",
+            "haversine_km(lon, lat, -73.99596, 40.74118)".into(),
+        ),
+    ];
+    println!("{:<18} {:>14}", "function", "rows/s");
+    for (name, expression) in cases {
+        let started = Instant::now();
+        ctx.sql(&format!("SELECT count({expression}) FROM posts"))
+            .await?
+            .collect()
+            .await?;
+        println!(
+            "{name:<18} {:>14.0}",
+            records as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

@@ -20,7 +20,7 @@ use tweetlake::config::Config;
 use tweetlake::embedded;
 use tweetlake::transform::ModelSet;
 
-pub use bench::{bench, bench_kafka, KafkaBench};
+pub use bench::{bench, bench_functions, bench_kafka, KafkaBench};
 pub use demo::demo;
 pub use init::init;
 pub use produce::{replay, synth, Pace, Target};
