@@ -254,10 +254,12 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
     let runner = Spawned::new(project.command(&["run", "--once"]).spawn().unwrap());
     wait_for(|| !project.progress().is_empty(), "the first batch");
     proxy.set_cut(true);
-    let outage = Instant::now();
-    while outage.elapsed() < Duration::from_secs(4) {
-        std::thread::park_timeout(Duration::from_millis(100)); // the outage itself, not a sync
-    }
+    // Restore once the runner has come back several times: object_store's own retry, then the
+    // pipeline's batch retries.
+    wait_for(
+        || proxy.refused() >= 6,
+        "the runner retrying against the cut store",
+    );
     proxy.set_cut(false);
     let output = runner.wait();
     assert_success(&output);
@@ -267,6 +269,11 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
         "the outage was seen and retried: {stderr}"
     );
     assert_exactly_once(&uri, &options, &posts).await;
+}
+
+/// Messages in a JSONL text.
+fn lines_in(jsonl: &[u8]) -> i64 {
+    jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as i64
 }
 
 /// Polls `condition` until it holds, failing the test after five minutes (a loaded CI machine).
@@ -322,7 +329,15 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &more).await;
         everything.extend_from_slice(&more);
         seed += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await; // produce pacing, not a sync
+        let produced = lines_in(&everything);
+        wait_for(
+            || {
+                let mut all = lines("a.ndjson");
+                all.extend(lines("b.ndjson"));
+                reached_offsets(&all).values().sum::<i64>() >= produced
+            },
+            "the runners to commit what was produced",
+        );
     }
     interrupt(&a);
     assert_success(&a.wait());
@@ -330,10 +345,7 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     let last = posts(600, 10);
     produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &last).await;
     everything.extend_from_slice(&last);
-    let total = everything
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .count() as i64;
+    let total = lines_in(&everything);
     wait_for(
         || {
             let mut all = lines("a.ndjson");
@@ -492,10 +504,10 @@ async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
     let runner = Spawned::new(project.command(&["run"]).spawn().unwrap());
     wait_for(|| !project.progress().is_empty(), "the first batch");
     broker.proxy.set_cut(true);
-    let outage = Instant::now();
-    while outage.elapsed() < Duration::from_secs(5) {
-        std::thread::park_timeout(Duration::from_millis(100)); // the outage itself, not a sync
-    }
+    wait_for(
+        || broker.proxy.refused() >= 3,
+        "the runner reconnecting to the cut broker",
+    );
     broker.proxy.set_cut(false);
     let more = posts(200, 21);
     produce_lines(&bootstrap, &topic, PARTITIONS, &more).await;

@@ -415,14 +415,16 @@ pub mod kafka {
 /// A TCP forwarder to a real server that a test can cut (refusing and dropping every
 /// connection) and restore, to make the server unreachable for a while.
 pub mod proxy {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::watch;
 
     pub struct Proxy {
         pub port: u16,
-        cut: Arc<AtomicBool>,
+        cut: watch::Sender<bool>,
+        refused: Arc<AtomicU64>,
     }
 
     impl Proxy {
@@ -431,46 +433,55 @@ pub mod proxy {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.set_nonblocking(true).unwrap();
             let port = listener.local_addr().unwrap().port();
-            let cut = Arc::new(AtomicBool::new(false));
-            let flag = Arc::clone(&cut);
+            let (cut, watching) = watch::channel(false);
+            let refused = Arc::new(AtomicU64::new(0));
+            let counter = Arc::clone(&refused);
             std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap();
-                runtime
-                    .block_on(async { serve(TcpListener::from_std(listener).unwrap(), target, flag).await });
+                runtime.block_on(async {
+                    let listener = TcpListener::from_std(listener).unwrap();
+                    serve(listener, target, watching, counter).await
+                });
             });
-            Self { port, cut }
+            Self { port, cut, refused }
         }
 
+        /// Cuts (drops every connection and refuses new ones) or restores the forwarding.
         pub fn set_cut(&self, cut: bool) {
-            self.cut.store(cut, Ordering::SeqCst);
+            self.cut.send_replace(cut);
+        }
+
+        /// Connections refused while cut: each is a client trying again.
+        pub fn refused(&self) -> u64 {
+            self.refused.load(Ordering::SeqCst)
         }
     }
 
-    async fn serve(listener: TcpListener, target: String, cut: Arc<AtomicBool>) {
+    async fn serve(
+        listener: TcpListener,
+        target: String,
+        cut: watch::Receiver<bool>,
+        refused: Arc<AtomicU64>,
+    ) {
         loop {
             let Ok((mut client, _)) = listener.accept().await else {
                 continue;
             };
-            if cut.load(Ordering::SeqCst) {
+            if *cut.borrow() {
+                refused.fetch_add(1, Ordering::SeqCst);
                 continue; // dropped: the client sees a reset
             }
-            let (target, cut) = (target.clone(), Arc::clone(&cut));
+            let (target, mut cut) = (target.clone(), cut.clone());
             tokio::spawn(async move {
                 let Ok(mut server) = TcpStream::connect(&target).await else {
                     return;
                 };
-                let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
-                tokio::pin!(copy);
-                loop {
-                    tokio::select! {
-                        _ = &mut copy => return,
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {
-                            if cut.load(Ordering::SeqCst) { return; }
-                        }
-                    }
+                tokio::select! {
+                    _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                    _ = cut.wait_for(|cut| *cut) => {}
                 }
             });
         }
