@@ -97,21 +97,15 @@ pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
     } else {
         "validate the rules (dry run)"
     })?;
-    for rule in &plan.keep {
-        println!(
-            "= {}\t{}\t{}",
-            rule.id,
-            rule.tag.as_deref().unwrap_or("-"),
-            rule.value
-        );
-    }
-    for rule in &plan.delete {
-        println!(
-            "- {}\t{}\t{}",
-            rule.id,
-            rule.tag.as_deref().unwrap_or("-"),
-            rule.value
-        );
+    for (mark, rules) in [("=", &plan.keep), ("-", &plan.delete)] {
+        for rule in rules {
+            println!(
+                "{mark} {}\t{}\t{}",
+                rule.id,
+                rule.tag.as_deref().unwrap_or("-"),
+                rule.value
+            );
+        }
     }
     for spec in &plan.add {
         println!("+ \t{}\t{}", spec.tag, spec.value);
