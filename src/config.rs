@@ -142,7 +142,7 @@ impl Default for PipelineConfig {
             sql_dir: PathBuf::from("sql"),
             trigger_interval: Duration::from_secs(10),
             max_records_per_batch: 100_000,
-            max_bytes_per_batch: 256 * 1024 * 1024,
+            max_bytes_per_batch: 64 * 1024 * 1024,
             max_message_bytes: 1024 * 1024,
             progress_log: "-".into(),
             log_retention_batches: 100,

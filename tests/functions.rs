@@ -331,6 +331,18 @@ async fn wrong_arguments_are_plan_errors() {
             "SELECT company_of(make_array(1, 2))",
             "company_of: argument 1 must be a string or a list",
         ),
+        (
+            "SELECT pluck(make_array(1, 2), 'id')",
+            "pluck: argument 1 must be a list of structs",
+        ),
+        (
+            "SELECT pluck([named_struct('id', 'a')], 'name')",
+            "pluck: the elements have no field `name` (they have id)",
+        ),
+        (
+            "SELECT find_by([named_struct('id', 'a')], concat('i', 'd'), 'a')",
+            "find_by: argument 2 must be a constant field name",
+        ),
     ] {
         let error = match ctx.sql(sql).await {
             Ok(frame) => frame.collect().await.unwrap_err(),
@@ -338,6 +350,45 @@ async fn wrong_arguments_are_plan_errors() {
         };
         assert!(error.to_string().contains(message), "{sql}: {error}");
     }
+}
+
+/// X's expansions as arrow-json decodes them: lists of structs, some NULL or empty.
+#[tokio::test]
+async fn nested_functions_read_lists_of_structs_in_sql() {
+    let ctx = context();
+    ctx.sql(
+        "CREATE TABLE messages AS SELECT * FROM (VALUES \
+           (1, [named_struct('id', 'u1', 'name', 'Ann'), named_struct('id', 'u2', 'name', 'Bo')], 'u2', \
+               ['topic:earnings', 'Company:aapl', 'company:MSFT']), \
+           (2, [named_struct('id', 'u1', 'name', 'Ann')], 'u9', ['company:']), \
+           (3, [named_struct('id', 'u1', 'name', 'Ann')], NULL, []), \
+           (4, NULL, 'u1', NULL) \
+         ) AS t(n, users, author, tags)",
+    )
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    let sql = "SELECT pluck(users, 'name'), find_by(users, 'id', author)['name'], \
+               tag_value(tags, 'company') FROM messages ORDER BY n";
+    assert_eq!(
+        rows(&ctx, sql).await,
+        [
+            ["[Ann, Bo]", "Bo", "aapl"],
+            ["[Ann]", "NULL", "NULL"],
+            ["[Ann]", "NULL", "NULL"],
+            ["NULL", "NULL", "NULL"],
+        ]
+    );
+    assert_values(
+        &ctx,
+        &[
+            ("tag_value('company:TSLA', 'company')", "TSLA"),
+            ("tag_value('companyTSLA', 'company')", "NULL"),
+        ],
+    )
+    .await;
 }
 
 /// Random strings of the characters that the parsers branch on: every function must answer,

@@ -12,7 +12,7 @@ use deltalake::arrow::array::{Int64Array, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
-use tweetlake::sink::{DeltaSink, Lake, TableSpec};
+use tweetlake::sink::{DeltaSink, Lake, TableSpec, TableWrite};
 use tweetlake::source::OffsetRange;
 
 /// Every expectation fails the test after this long.
@@ -602,12 +602,16 @@ fn write_tables(project: &Project, count: usize) {
         start: 0,
         end: 3,
     };
-    for i in 0..count {
-        let spec = TableSpec::append(&format!("s{}.t{i}", i % 4), &[]);
-        runtime
-            .block_on(sink.commit(&spec, schema.clone(), vec![batch.clone()], &[range.clone()]))
-            .unwrap();
-    }
+    let writes = (0..count)
+        .map(|i| TableWrite {
+            spec: TableSpec::append(&format!("s{}.t{i}", i % 4), &[]),
+            schema: schema.clone(),
+            batches: vec![batch.clone()],
+        })
+        .collect();
+    runtime
+        .block_on(sink.commit_all(writes, &[range], |_| {}))
+        .unwrap();
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

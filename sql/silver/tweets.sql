@@ -1,4 +1,4 @@
--- silver.tweets: one row per post, cleaned and flattened, with its author and place joined from
+-- silver.tweets: one row per post, cleaned and flattened, with its author and place looked up in
 -- `includes`. Reads the batch's decoded messages (`bronze`); the tweet functions (clean_text,
 -- extract_*, sentiment, detect_lang, company_of, bbox_centroid) do the text and geo work.
 --
@@ -32,10 +32,12 @@
 -- @partition_by: created_date
 WITH deliveries AS (
     SELECT
-        _topic, _partition, _offset, _batch_id, _ingested_at, data,
+        _topic, _partition, _offset, _batch_id, _ingested_at, data, includes, matching_rules,
         row_number() OVER (PARTITION BY data['id'] ORDER BY _topic, _partition, _offset) AS delivery
     FROM bronze
 ),
+-- The author and the place come from the message's own `includes` (find_by), the rules from
+-- its `matching_rules` (pluck, tag_value): per-row lookups, no join or aggregate over the batch.
 posts AS (
     SELECT
         _topic, _partition, _offset, _batch_id, _ingested_at,
@@ -62,7 +64,11 @@ posts AS (
         END AS replied_to_id,
         data['public_metrics'] AS metrics,
         data['geo']['place_id'] AS place_id,
-        data['geo']['coordinates']['coordinates'] AS point
+        data['geo']['coordinates']['coordinates'] AS point,
+        find_by(includes['users'], 'id', data['author_id']) AS author,
+        find_by(includes['places'], 'id', data['geo']['place_id']) AS place,
+        pluck(matching_rules, 'id') AS rule_ids,
+        pluck(matching_rules, 'tag') AS rule_tags
     FROM deliveries
     WHERE delivery = 1
 ),
@@ -83,52 +89,20 @@ scored AS (
         company_of(clean_text) AS text_company
     FROM texts
 ),
-authors AS (
-    SELECT _topic, _partition, _offset,
-           u['id'] AS user_id, u['username'] AS username, u['location'] AS location,
-           u['public_metrics']['followers_count'] AS followers
-    FROM (SELECT _topic, _partition, _offset, unnest(includes['users']) AS u FROM bronze)
-),
-places AS (
-    SELECT _topic, _partition, _offset,
-           p['id'] AS place_id, p['name'] AS place_name, p['full_name'] AS place_full_name,
-           p['place_type'] AS place_type, p['country'] AS country, p['country_code'] AS country_code,
-           p['geo']['bbox'] AS bbox, bbox_centroid(p['geo']['bbox']) AS centroid
-    FROM (SELECT _topic, _partition, _offset, unnest(includes['places']) AS p FROM bronze)
-),
--- Rules by position (unnest alone does not promise an order): the first company tag wins.
-rules AS (
-    SELECT _topic, _partition, _offset,
-           array_agg(rule['id'] ORDER BY i) AS rule_ids,
-           array_agg(rule['tag'] ORDER BY i) AS rule_tags,
-           array_agg(upper(substr(rule['tag'], 9)) ORDER BY i)
-               FILTER (WHERE rule['tag'] ILIKE 'company:_%') AS rule_companies
-    FROM (
-        SELECT _topic, _partition, _offset, i, matching_rules[i] AS rule
-        FROM (SELECT _topic, _partition, _offset, matching_rules,
-                     unnest(generate_series(1, cardinality(matching_rules))) AS i
-              FROM bronze)
-    )
-    GROUP BY _topic, _partition, _offset
-),
 joined AS (
     SELECT
-        s.*,
-        a.username, a.location, a.followers,
-        pl.place_name, pl.place_full_name, pl.place_type, pl.country, pl.country_code, pl.bbox, pl.centroid,
-        r.rule_ids, r.rule_tags, r.rule_companies[1] AS rule_company,
-        s.point[1] BETWEEN -180 AND 180 AND s.point[2] BETWEEN -90 AND 90 AS has_point,
-        s.metrics['like_count'] + s.metrics['retweet_count'] + s.metrics['reply_count']
-            + s.metrics['quote_count'] AS engagement
-    FROM scored s
-    LEFT JOIN authors a
-        ON a._topic = s._topic AND a._partition = s._partition AND a._offset = s._offset
-       AND a.user_id = s.author_id
-    LEFT JOIN places pl
-        ON pl._topic = s._topic AND pl._partition = s._partition AND pl._offset = s._offset
-       AND pl.place_id = s.place_id
-    LEFT JOIN rules r
-        ON r._topic = s._topic AND r._partition = s._partition AND r._offset = s._offset
+        *,
+        author['username'] AS username, author['location'] AS location,
+        author['public_metrics']['followers_count'] AS followers,
+        place['name'] AS place_name, place['full_name'] AS place_full_name,
+        place['place_type'] AS place_type, place['country'] AS country,
+        place['country_code'] AS country_code, place['geo']['bbox'] AS bbox,
+        bbox_centroid(place['geo']['bbox']) AS centroid,
+        upper(tag_value(rule_tags, 'company')) AS rule_company,
+        point[1] BETWEEN -180 AND 180 AND point[2] BETWEEN -90 AND 90 AS has_point,
+        metrics['like_count'] + metrics['retweet_count'] + metrics['reply_count']
+            + metrics['quote_count'] AS engagement
+    FROM scored
 )
 SELECT
     id,

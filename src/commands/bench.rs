@@ -128,9 +128,8 @@ async fn stage_timings(
         let outputs = models.run(decoded.bronze.clone()).await?;
         sql += t.elapsed();
         let t = Instant::now();
-        for (spec, schema, batches) in table_writes(models, decoded, outputs, &config.dlq.table) {
-            sink.commit(&spec, schema, batches, &batch.ranges).await?;
-        }
+        let writes = table_writes(models, decoded, outputs, &config.dlq.table);
+        sink.commit_all(writes, &batch.ranges, |_| {}).await?;
         write += t.elapsed();
     }
     Ok(vec![
@@ -172,8 +171,6 @@ pub async fn bench_kafka(
         || std::env::temp_dir().join(format!("tweetlake-bench-{}", std::process::id())),
         PathBuf::from,
     );
-    let data = synth::jsonl(SynthOptions::default(), records);
-    let megabytes = data.len() as f64 / 1e6;
     let topic = format!("tweetlake-bench-{}", std::process::id());
     create_topic(kafka.bootstrap, &topic, kafka.partitions).await?;
 
@@ -184,13 +181,16 @@ pub async fn bench_kafka(
     config.pipeline.progress_log = dir.join("progress.ndjson").display().to_string();
     std::fs::create_dir_all(&dir)?;
 
-    let publisher = KafkaPublisher::connect(kafka.bootstrap, &topic, &Default::default())?;
+    eprintln!("generating and producing {records} synthetic posts to {topic}...");
+    reset_peak_rss();
     let started = Instant::now();
-    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        publisher.publish(b"", line)?;
-    }
-    publisher.flush()?;
-    let mut rows = vec![("produce".to_string(), started.elapsed())];
+    let bytes = tokio::task::spawn_blocking({
+        let publisher = KafkaPublisher::connect(kafka.bootstrap, &topic, &Default::default())?;
+        move || produce_synthetic(&publisher, records)
+    })
+    .await??;
+    let megabytes = bytes as f64 / 1e6;
+    let mut rows = vec![("generate + produce".to_string(), started.elapsed(), reset_peak_rss())];
 
     let started = Instant::now();
     let consumed = tokio::task::spawn_blocking({
@@ -198,7 +198,7 @@ pub async fn bench_kafka(
         move || raw_consume(&bootstrap, &topic)
     })
     .await??;
-    rows.push(("raw consume".to_string(), started.elapsed()));
+    rows.push(("raw consume".to_string(), started.elapsed(), reset_peak_rss()));
     anyhow::ensure!(
         consumed == records,
         "raw consumer read {consumed} of {records} records"
@@ -215,13 +215,13 @@ pub async fn bench_kafka(
         config.lake.uri = uri;
         config.pipeline.name = format!("bench-{}", name.replace(' ', "-"));
         config.source.group_id = format!("{topic}-{}", config.pipeline.name);
-        let source = KafkaSource::connect(&config.source, "tweetlake-bench").await?;
+        let source = KafkaSource::connect(&config.source, config.pipeline.max_bytes_per_batch, "tweetlake-bench").await?;
         let models = embedded::models(&[config.dlq.table.as_str()])?;
         let mut pipeline = Pipeline::new(&config, source, models)?;
         let (_stop, stopped) = watch::channel(false);
         let started = Instant::now();
         let summary = pipeline.run(RunMode::Once, stopped).await?;
-        rows.push((format!("end to end, {name}"), started.elapsed()));
+        rows.push((format!("end to end, {name}"), started.elapsed(), reset_peak_rss()));
         anyhow::ensure!(
             summary.input_rows == records,
             "{name}: read {} of {records}",
@@ -234,20 +234,19 @@ pub async fn bench_kafka(
         kafka.partitions
     );
     println!(
-        "{:<24} {:>10} {:>14} {:>10} {:>8}",
-        "stage", "seconds", "records/s", "MB/s", "vs raw"
+        "{:<24} {:>10} {:>14} {:>10} {:>8} {:>14}",
+        "stage", "seconds", "records/s", "MB/s", "vs raw", "peak RSS MiB"
     );
     let raw = rows[1].1.as_secs_f64();
-    for (name, elapsed) in &rows {
+    for (name, elapsed, peak_rss) in &rows {
         let secs = elapsed.as_secs_f64();
         println!(
-            "{name:<24} {secs:>10.2} {:>14.0} {:>10.1} {:>7.0}%",
+            "{name:<24} {secs:>10.2} {:>14.0} {:>10.1} {:>7.0}% {peak_rss:>14.0}",
             records as f64 / secs,
             megabytes / secs,
             100.0 * raw / secs
         );
     }
-    println!("peak resident memory: {:.0} MiB", peak_rss_mib());
     Ok(())
 }
 
@@ -292,14 +291,61 @@ fn raw_consume(bootstrap: &str, topic: &str) -> anyhow::Result<usize> {
     Ok(count)
 }
 
-/// The process's peak resident set size (Linux; 0 elsewhere).
-fn peak_rss_mib() -> f64 {
+/// The process's peak resident set size since the last call, in MiB, then a reset of the peak
+/// so each stage reports its own (Linux; 0 elsewhere).
+fn reset_peak_rss() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
+    let peak = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+        .map_or(0.0, |kb| kb / 1024.0);
+    // "5" resets the peak to the current resident size (proc(5), clear_refs).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    peak
+}
+
+/// Posts per generated chunk: small enough that the data set never sits in memory whole.
+const SYNTH_CHUNK: usize = 10_000;
+
+/// Generates `records` synthetic posts on every core, chunk by chunk (distinct post ids), and
+/// publishes them as they come. Returns the bytes published.
+fn produce_synthetic(publisher: &KafkaPublisher, records: usize) -> anyhow::Result<u64> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let chunks = records.div_ceil(SYNTH_CHUNK);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next_chunk = AtomicUsize::new(0);
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(workers * 2);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (sender, next_chunk) = (sender.clone(), &next_chunk);
+            scope.spawn(move || loop {
+                let chunk = next_chunk.fetch_add(1, Ordering::Relaxed);
+                if chunk >= chunks {
+                    break;
+                }
+                let options = SynthOptions {
+                    seed: 42 + chunk as u64,
+                    first_sequence: (chunk * SYNTH_CHUNK) as u64,
+                    ..SynthOptions::default()
+                };
+                let count = SYNTH_CHUNK.min(records - chunk * SYNTH_CHUNK);
+                if sender.send(synth::jsonl(options, count)).is_err() {
+                    break; // the publisher failed and stopped listening
+                }
+            });
+        }
+        drop(sender);
+        let mut bytes = 0;
+        for chunk in receiver {
+            for line in chunk.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                publisher.publish(b"", line)?;
+                bytes += line.len() as u64;
+            }
+        }
+        publisher.flush()?;
+        Ok(bytes)
+    })
 }
 
 /// Rows/s of each tweet function over the text of `records` synthetic posts, on one core
@@ -330,7 +376,7 @@ pub async fn bench_functions(records: usize) -> anyhow::Result<()> {
     register_all(&ctx, &CompanyMap::from_csv_str(embedded::COMPANIES)?);
     ctx.register_table(
         "bronze",
-        std::sync::Arc::new(MemTable::try_new(bronze.schema(), vec![vec![bronze]])?),
+        std::sync::Arc::new(MemTable::try_new(tweetlake::decode::bronze_schema(), vec![bronze])?),
     )?;
     ctx.sql(
         "CREATE TABLE posts AS SELECT data['text'] AS text, \

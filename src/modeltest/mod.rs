@@ -340,7 +340,7 @@ async fn register_tables(
     tables.extend(models.models().iter().map(|m| m.name.clone()).zip(planned));
     for (name, schema) in tables {
         if !lake.register_table(ctx, &name).await? {
-            transform::register(ctx, &name, schema, Vec::new(), &name)
+            transform::register(ctx, &name, schema, vec![Vec::new()], &name)
                 .map_err(|e| query_error(&name, e.to_string()))?;
         }
     }

@@ -14,13 +14,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::decode::{dead_letter_schema, BatchContext, DecodeError, Decoded, MessageDecoder};
+use crate::decode::{bronze_schema, dead_letter_schema, BatchContext, DecodeError, Decoded, MessageDecoder};
 use crate::sink::dead_letter_topic::DeadLetterTopic;
-use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableSpec};
+use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
@@ -296,13 +295,17 @@ impl<S: Source> Pipeline<S> {
             topic.publish(&decoded.dead_letters)?;
         }
         let writes = table_writes(&self.models, decoded, outputs, &self.dlq_table);
-        let mut tables = BTreeMap::new();
-        for (spec, schema, batches) in writes {
-            let rows = batches.iter().map(RecordBatch::num_rows).sum();
-            let outcome = self.sink.commit(&spec, schema, batches, &plan.ranges).await?;
-            fault::point(&format!("after_commit:{}", spec.name), plan.batch_id);
-            tables.insert(spec.name, table_report(rows, outcome));
-        }
+        let batch_id = plan.batch_id;
+        let commits = self
+            .sink
+            .commit_all(writes, &plan.ranges, move |table| {
+                fault::point(&format!("after_commit:{table}"), batch_id)
+            })
+            .await?;
+        let tables = commits
+            .into_iter()
+            .map(|c| (c.table, table_report(c.rows, c.outcome)))
+            .collect();
         let write_time = stage.elapsed();
 
         fault::point("before_marker", plan.batch_id);
@@ -354,24 +357,24 @@ fn dead_letter_topic(config: &Config) -> Result<Option<DeadLetterTopic>, Pipelin
     Ok(Some(topic))
 }
 
-/// What one batch writes, in commit order: bronze, the dead letters, then each model.
+/// What one batch writes: bronze, the dead letters, then each model.
 pub fn table_writes(
     models: &ModelSet,
     decoded: Decoded,
     outputs: Vec<ModelOutput>,
     dlq_table: &str,
-) -> Vec<(TableSpec, SchemaRef, Vec<RecordBatch>)> {
+) -> Vec<TableWrite> {
     let mut writes = vec![
-        (
-            TableSpec::append(BRONZE, &[INGEST_PARTITION]),
-            decoded.bronze.schema(),
-            vec![decoded.bronze],
-        ),
-        (
-            TableSpec::append(dlq_table, &[INGEST_PARTITION]),
-            dead_letter_schema(),
-            vec![decoded.dead_letters],
-        ),
+        TableWrite {
+            spec: TableSpec::append(BRONZE, &[INGEST_PARTITION]),
+            schema: bronze_schema(),
+            batches: decoded.bronze,
+        },
+        TableWrite {
+            spec: TableSpec::append(dlq_table, &[INGEST_PARTITION]),
+            schema: dead_letter_schema(),
+            batches: vec![decoded.dead_letters],
+        },
     ];
     for (model, output) in models.models().iter().zip(outputs) {
         let spec = TableSpec {
@@ -379,7 +382,11 @@ pub fn table_writes(
             materialization: model.materialization.clone(),
             partition_by: model.partition_by.clone(),
         };
-        writes.push((spec, output.schema, output.batches));
+        writes.push(TableWrite {
+            spec,
+            schema: output.schema,
+            batches: output.batches,
+        });
     }
     writes
 }

@@ -20,6 +20,9 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore, Path};
 use futures::future::try_join_all;
@@ -223,6 +226,27 @@ pub enum CommitOutcome {
     Empty,
 }
 
+/// One table's rows for a batch.
+pub struct TableWrite {
+    pub spec: TableSpec,
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl TableWrite {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// What [`DeltaSink::commit_all`] did to one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableCommit {
+    pub table: String,
+    pub rows: usize,
+    pub outcome: CommitOutcome,
+}
+
 pub struct DeltaSink {
     lake: Lake,
     pipeline: String,
@@ -240,107 +264,175 @@ impl DeltaSink {
         }
     }
 
-    /// The current state of table `name`: the cached one brought up to date, else loaded.
-    async fn current_table(&mut self, name: &str) -> Result<DeltaTable, SinkError> {
-        let Some(mut table) = self.tables.remove(name) else {
-            return self.lake.open_table(name).await;
-        };
-        table
-            .update_incremental(None)
-            .await
-            .map_err(|source| SinkError::Delta {
-                table: name.to_string(),
-                source,
-            })?;
-        Ok(table)
-    }
-
     pub fn lake(&self) -> &Lake {
         &self.lake
     }
 
+    /// Writes each table's rows for the batch reading `ranges`, once, all tables side by side:
+    /// every table has its own log and its own `txn` versions, so the commits are independent
+    /// and a crash between any two of them is repaired by re-running the batch. `on_commit`
+    /// runs as each table's commit lands. After a failure the other commits still finish; the
+    /// first error is returned.
+    pub async fn commit_all(
+        &mut self,
+        writes: Vec<TableWrite>,
+        ranges: &[OffsetRange],
+        on_commit: impl Fn(&str) + Clone + Send + 'static,
+    ) -> Result<Vec<TableCommit>, SinkError> {
+        let ranges: Arc<[OffsetRange]> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();
+        let tasks: Vec<_> = writes
+            .into_iter()
+            .map(|write| {
+                let committer = TableCommitter {
+                    lake: self.lake.clone(),
+                    pipeline: self.pipeline.clone(),
+                    ranges: ranges.clone(),
+                    cached: self.tables.remove(&write.spec.name),
+                };
+                let on_commit = on_commit.clone();
+                tokio::spawn(async move {
+                    let (table, rows) = (write.spec.name.clone(), write.rows());
+                    let result = committer.commit(write).await;
+                    if result.is_ok() {
+                        on_commit(&table);
+                    }
+                    (table, rows, result)
+                })
+            })
+            .collect();
+        let mut commits = Vec::with_capacity(tasks.len());
+        let mut first_error = None;
+        for task in tasks {
+            let (name, rows, result) = task
+                .await
+                .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+            match result {
+                Ok((outcome, table)) => {
+                    if let Some(table) = table {
+                        self.tables.insert(name.clone(), table);
+                    }
+                    commits.push(TableCommit {
+                        table: name,
+                        rows,
+                        outcome,
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(commits), Err)
+    }
+}
+
+/// Commits one table's rows: everything a commit task needs, owned.
+struct TableCommitter {
+    lake: Lake,
+    pipeline: String,
+    /// The batch's non-empty ranges.
+    ranges: Arc<[OffsetRange]>,
+    /// The table as of this sink's last commit to it, if any.
+    cached: Option<DeltaTable>,
+}
+
+impl TableCommitter {
     fn app_id(&self, range: &OffsetRange) -> String {
         format!("{}/{}/{}", self.pipeline, range.topic, range.partition)
     }
 
-    /// How many of `ranges` the table already holds (by their `txn` versions).
-    async fn committed_ranges(
-        &self,
-        table: &DeltaTable,
-        name: &str,
-        ranges: &[&OffsetRange],
-    ) -> Result<usize, SinkError> {
+    /// The current state of the table: the cached one brought up to date, else loaded.
+    async fn current_table(&mut self, name: &str) -> Result<DeltaTable, SinkError> {
+        let Some(mut table) = self.cached.take() else {
+            return self.lake.open_table(name).await;
+        };
+        table.update_incremental(None).await.map_err(delta_error(name))?;
+        Ok(table)
+    }
+
+    /// How many of the ranges the table already holds (by their `txn` versions).
+    async fn committed_ranges(&self, table: &DeltaTable, name: &str) -> Result<usize, SinkError> {
         if table.version().is_none() {
             return Ok(0);
         }
         let state = table.snapshot().map_err(delta_error(name))?;
         let log_store = table.log_store();
         let versions = try_join_all(
-            ranges
+            self.ranges
                 .iter()
                 .map(|r| state.transaction_version(log_store.as_ref(), self.app_id(r))),
         )
         .await
         .map_err(delta_error(name))?;
-        Ok(ranges
+        Ok(self
+            .ranges
             .iter()
             .zip(versions)
             .filter(|(range, version)| version.is_some_and(|v| v >= range.end))
             .count())
     }
 
-    /// Writes one table's rows for the batch reading `ranges`, once.
-    pub async fn commit(
-        &mut self,
-        spec: &TableSpec,
-        schema: SchemaRef,
-        batches: Vec<RecordBatch>,
-        ranges: &[OffsetRange],
-    ) -> Result<CommitOutcome, SinkError> {
+    /// Writes the rows unless the table already holds the ranges; returns what happened and
+    /// the table to keep for the next batch.
+    async fn commit(
+        mut self,
+        write: TableWrite,
+    ) -> Result<(CommitOutcome, Option<DeltaTable>), SinkError> {
+        let TableWrite { spec, schema, batches } = write;
         if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(CommitOutcome::Empty);
+            return Ok((CommitOutcome::Empty, self.cached));
         }
-        let ranges: Vec<&OffsetRange> = ranges.iter().filter(|r| r.end > r.start).collect();
         let table = self.current_table(&spec.name).await?;
-        match self.committed_ranges(&table, &spec.name, &ranges).await? {
+        match self.committed_ranges(&table, &spec.name).await? {
             0 => {}
-            n if n == ranges.len() => {
-                self.tables.insert(spec.name.clone(), table);
-                return Ok(CommitOutcome::AlreadyCommitted);
-            }
+            n if n == self.ranges.len() => return Ok((CommitOutcome::AlreadyCommitted, Some(table))),
             _ => {
                 return Err(SinkError::PartlyCommitted {
                     table: spec.name.clone(),
-                    ranges: ranges
-                        .iter()
-                        .map(|r| r.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    ranges: self.ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
                 })
             }
         }
         let properties = CommitProperties::default().with_application_transactions(
-            ranges
+            self.ranges
                 .iter()
                 .map(|r| Transaction::new(self.app_id(r), r.end))
                 .collect(),
         );
         let written = match &spec.materialization {
             Materialization::Merge { keys, updates } if table.version().is_some() => {
-                merge(table, spec, schema, batches, keys, updates, properties).await?
+                merge(table, &spec, schema, batches, keys, updates, properties).await?
             }
             _ => table
                 .write(batches)
                 .with_save_mode(SaveMode::Append)
                 .with_partition_columns(spec.partition_by.clone())
+                .with_writer_properties(writer_properties(&schema))
                 .with_commit_properties(properties)
                 .await
                 .map_err(delta_error(&spec.name))?,
         };
         let version = written.version().map_or(0, |v| v as i64);
-        self.tables.insert(spec.name.clone(), written);
-        Ok(CommitOutcome::Committed { version })
+        Ok((CommitOutcome::Committed { version }, Some(written)))
     }
+}
+
+/// How data files are encoded. Columns holding whole messages (`_raw`, and the dead letters'
+/// copies) are unique per row: a dictionary or min/max statistics of them only cost time.
+fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+    use crate::decode::batch_columns::{RAW, RAW_BYTES, RAW_TEXT};
+    let mut builder = WriterProperties::builder()
+        .set_created_by(format!("tweetlake {}", env!("CARGO_PKG_VERSION")))
+        .set_compression(Compression::SNAPPY);
+    for name in [RAW, RAW_BYTES, RAW_TEXT] {
+        if schema.column_with_name(name).is_some() {
+            let column = ColumnPath::from(name);
+            builder = builder
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_statistics_enabled(column, EnabledStatistics::None);
+        }
+    }
+    builder.build()
 }
 
 /// Upserts `batches` by `keys`: matched rows take `updates` (other columns the source value);
@@ -394,6 +486,7 @@ async fn merge(
             })
         })
         .map_err(|e| merge_error(e.to_string()))?
+        .with_writer_properties(writer_properties(&schema))
         .with_commit_properties(properties)
         .await
         .map(|(table, _metrics)| table)

@@ -127,8 +127,10 @@ fn kafka_error(context: &str) -> impl FnOnce(KafkaError) -> SourceError + '_ {
 
 impl KafkaSource {
     /// Joins the consumer group for `config.topic`, after checking the broker answers and the
-    /// topic exists (both are one-line errors naming the setting to fix).
-    pub async fn connect(config: &SourceConfig, client_id: &str) -> Result<Self, SourceError> {
+    /// topic exists (both are one-line errors naming the setting to fix). librdkafka fetches up
+    /// to `batch_bytes` ahead in the background, so the next batch arrives while this one is
+    /// processed.
+    pub async fn connect(config: &SourceConfig, batch_bytes: usize, client_id: &str) -> Result<Self, SourceError> {
         let starting_offsets = StartingOffsets::parse(&config.starting_offsets)
             .map_err(|m| SourceError::Kafka(format!("config key source.starting_offsets: {m}")))?;
         let mut client_config = ClientConfig::new();
@@ -137,7 +139,8 @@ impl KafkaSource {
             .set("client.id", client_id)
             .set("enable.partition.eof", "true")
             .set("session.timeout.ms", "10000")
-            .set("auto.offset.reset", "earliest");
+            .set("auto.offset.reset", "earliest")
+            .set("queued.max.messages.kbytes", prefetch_kbytes(batch_bytes));
         for (key, value) in &config.kafka_options {
             client_config.set(key, value);
         }
@@ -373,6 +376,12 @@ impl KafkaSource {
             .map(|(tp, o)| (tp.partition, *o))
             .collect()
     }
+}
+
+/// librdkafka's local queue size for a read-ahead of one batch, within librdkafka's bounds
+/// (its default, 64 MiB, is the floor).
+fn prefetch_kbytes(batch_bytes: usize) -> String {
+    (batch_bytes / 1024).clamp(65_536, 2_097_151).to_string()
 }
 
 /// A consumer outside the group, for lookups and probes. librdkafka needs a group id to

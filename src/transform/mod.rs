@@ -159,20 +159,24 @@ impl ModelSet {
         &self.companies
     }
 
-    /// Runs every model over one decoded batch; outputs are in model order.
-    pub async fn run(&self, bronze: RecordBatch) -> Result<Vec<ModelOutput>, TransformError> {
+    /// Runs every model over one decoded batch; outputs are in model order. The batch is cut
+    /// into one partition per core, and each model's output keeps its partitions, so every
+    /// model (and its functions) runs on all cores.
+    pub async fn run(&self, bronze: Vec<RecordBatch>) -> Result<Vec<ModelOutput>, TransformError> {
         let ctx = session(&self.companies);
-        let schema = bronze.schema();
-        register(&ctx, BRONZE, schema, vec![bronze], "<bronze>")?;
+        let schema = bronze.first().map_or_else(crate::decode::bronze_schema, RecordBatch::schema);
+        let partitions = partition(&bronze, ctx.copied_config().target_partitions());
+        register(&ctx, BRONZE, schema, partitions, "<bronze>")?;
         let mut outputs = Vec::with_capacity(self.models.len());
         for model in &self.models {
             let sql_error = |source| sql_error(model, source);
             let frame = ctx.sql(&model.sql).await.map_err(sql_error)?;
             let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await.map_err(sql_error)?;
+            let partitions = frame.collect_partitioned().await.map_err(sql_error)?;
             // Execution may refine nullability: the batches' own schema is the one that fits them.
-            let schema = batches.first().map_or(planned, RecordBatch::schema);
-            register(&ctx, &model.name, schema.clone(), batches.clone(), &model.origin)?;
+            let schema = partitions.iter().flatten().next().map_or(planned, RecordBatch::schema);
+            register(&ctx, &model.name, schema.clone(), partitions.clone(), &model.origin)?;
+            let batches = partitions.into_iter().flatten().collect();
             outputs.push(ModelOutput { schema, batches });
         }
         Ok(outputs)
@@ -182,7 +186,7 @@ impl ModelSet {
     /// returns each model's output schema without reading any data.
     pub async fn plan(&self, bronze_schema: SchemaRef) -> Result<Vec<SchemaRef>, TransformError> {
         let ctx = session(&self.companies);
-        register(&ctx, BRONZE, bronze_schema, vec![], "<bronze>")?;
+        register(&ctx, BRONZE, bronze_schema, vec![vec![]], "<bronze>")?;
         let mut schemas = Vec::with_capacity(self.models.len());
         for model in &self.models {
             let frame = ctx
@@ -190,7 +194,7 @@ impl ModelSet {
                 .await
                 .map_err(|source| sql_error(model, source))?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            register(&ctx, &model.name, schema.clone(), vec![], &model.origin)?;
+            register(&ctx, &model.name, schema.clone(), vec![vec![]], &model.origin)?;
             schemas.push(schema);
         }
         Ok(schemas)
@@ -238,12 +242,12 @@ fn quoted_names(message: &str) -> impl Iterator<Item = &str> {
         .filter(|name| !name.is_empty())
 }
 
-/// Registers `batches` as table `name` (dotted names create their schema on first use).
+/// Registers `partitions` as table `name` (dotted names create their schema on first use).
 pub(crate) fn register(
     ctx: &SessionContext,
     name: &str,
     schema: SchemaRef,
-    batches: Vec<RecordBatch>,
+    partitions: Vec<Vec<RecordBatch>>,
     origin: &str,
 ) -> Result<(), TransformError> {
     let sql_error = |source| TransformError::Sql {
@@ -251,10 +255,38 @@ pub(crate) fn register(
         source,
     };
     let reference = table_reference(ctx, name).map_err(sql_error)?;
-    let table = MemTable::try_new(schema, vec![batches]).map_err(sql_error)?;
+    let table = MemTable::try_new(schema, partitions).map_err(sql_error)?;
     ctx.register_table(reference, Arc::new(table))
         .map_err(sql_error)?;
     Ok(())
+}
+
+/// Rows per batch inside a partition: DataFusion's own batch size, so operators work on
+/// cache-sized pieces.
+const ROWS_PER_SLICE: usize = 8192;
+
+/// Cuts `batches` into `count` partitions of contiguous, zero-copy slices.
+fn partition(batches: &[RecordBatch], count: usize) -> Vec<Vec<RecordBatch>> {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let per_partition = rows.div_ceil(count.max(1)).max(1);
+    let mut partitions = vec![Vec::new()];
+    let mut filled = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            if filled == per_partition {
+                partitions.push(Vec::new());
+                filled = 0;
+            }
+            let length = (batch.num_rows() - offset)
+                .min(ROWS_PER_SLICE)
+                .min(per_partition - filled);
+            partitions.last_mut().expect("one partition at least").push(batch.slice(offset, length));
+            offset += length;
+            filled += length;
+        }
+    }
+    partitions
 }
 
 /// The DataFusion reference of a dotted table name, creating its schema on first use.
@@ -318,5 +350,43 @@ pub fn dotted_name(reference: &TableReference) -> String {
     match reference.schema() {
         Some(schema) => format!("{schema}.{}", reference.table()),
         None => reference.table().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{AsArray, Int64Array};
+    use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    fn numbers(range: std::ops::Range<i64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from_iter_values(range))]).unwrap()
+    }
+
+    fn values(batches: &[RecordBatch]) -> Vec<i64> {
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn partitions_are_even_contiguous_slices_in_order() {
+        let input = [numbers(0..20_000), numbers(20_000..25_001)];
+        let partitions = partition(&input, 2);
+        assert_eq!(partitions.len(), 2);
+        let sizes: Vec<usize> = partitions.iter().map(|p| p.iter().map(RecordBatch::num_rows).sum()).collect();
+        assert_eq!(sizes, [12_501, 12_500]);
+        assert!(partitions.iter().flatten().all(|b| b.num_rows() <= ROWS_PER_SLICE));
+        let joined: Vec<i64> = partitions.iter().flat_map(|p| values(p)).collect();
+        assert_eq!(joined, (0..25_001).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn an_empty_input_is_one_empty_partition() {
+        let partitions = partition(&[numbers(0..0)], 4);
+        assert_eq!(partitions.len(), 1);
+        assert!(partitions[0].iter().all(|b| b.num_rows() == 0));
     }
 }

@@ -14,6 +14,9 @@
 //! | `bbox_centroid(bbox)` | `Struct{lon, lat}`: centre of `[west, south, east, north]` |
 //! | `point_in_bbox(lon, lat, bbox)` | Boolean |
 //! | `haversine_km(lon1, lat1, lon2, lat2)` | Float64: great-circle distance in km |
+//! | `pluck(list_of_structs, 'field')` | `List<field type>`: that field of every element |
+//! | `find_by(list_of_structs, 'field', key)` | the first element whose `field` equals `key` |
+//! | `tag_value(tags, 'key')` | Utf8: the value of the first `key:value` tag |
 //!
 //! Text arguments may be Utf8, LargeUtf8 or Utf8View; numbers any numeric type. Every function
 //! returns NULL for a NULL argument and for input it cannot interpret (an invalid bbox, say); none
@@ -22,6 +25,7 @@
 mod company;
 mod geo;
 mod lang;
+mod nested;
 mod sentiment;
 mod text;
 mod udf;
@@ -53,5 +57,8 @@ pub fn all(companies: &CompanyMap) -> Vec<ScalarUDF> {
         geo::bbox_centroid(),
         geo::point_in_bbox(),
         geo::haversine_km(),
+        nested::pluck(),
+        nested::find_by(),
+        nested::tag_value(),
     ]
 }
