@@ -96,6 +96,10 @@ enum Command {
         /// Partitions of the benchmark topic (with --kafka).
         #[arg(long, default_value_t = 6, requires = "kafka")]
         partitions: i32,
+        /// Benchmark this existing topic as it is, instead of producing --records synthetic
+        /// posts to a new one (with --kafka).
+        #[arg(long, requires = "kafka")]
+        topic: Option<String>,
         /// Measure the tweet functions instead: rows/s of each over the posts' text, on one core.
         #[arg(long, conflicts_with = "kafka")]
         functions: bool,
@@ -198,6 +202,7 @@ struct TargetArgs {
 const QUIET_LOG: &str = "warn,deltalake_core::writer::stats=error,deltalake_core::operations::merge=error";
 
 fn main() -> ExitCode {
+    commands::limit_malloc_arenas();
     let cli = Cli::parse();
     // `test` prints its own report; the per-batch lines of its runs would only bury it.
     let default_log = match cli.command {
@@ -244,12 +249,14 @@ fn main() -> ExitCode {
                 dir,
                 kafka: Some(bootstrap),
                 partitions,
+                topic,
                 s3_lake,
                 ..
             } => {
                 let kafka = commands::KafkaBench {
                     bootstrap: &bootstrap,
                     partitions,
+                    existing_topic: topic.as_deref(),
                     s3_lake: s3_lake.as_deref(),
                 };
                 commands::bench_kafka(records, batch, kafka, dir.as_deref()).await

@@ -11,7 +11,10 @@
 -- Merged by (company, minute): each batch's row adds to the stored one, so every row equals a
 -- full recompute over silver.tweets.
 -- @materialized: merge
--- @unique_key: company, minute
+-- day (UTC date of the minute): the partition, and part of the key so that each merge reads and
+-- rewrites only the days its batch touches, not the whole history.
+-- @unique_key: day, company, minute
+-- @partition_by: day
 -- @update: posts = target.posts + source.posts
 -- @update: positive = target.positive + source.positive
 -- @update: neutral = target.neutral + source.neutral
@@ -29,6 +32,7 @@
 -- @update: authors = array_union(target.authors, source.authors)
 -- @update: distinct_authors = CAST(cardinality(array_union(target.authors, source.authors)) AS BIGINT)
 SELECT
+    CAST(created_at AS DATE) AS day,
     company,
     date_trunc('minute', created_at) AS minute,
     count(*) AS posts,
@@ -50,4 +54,4 @@ SELECT
     count(DISTINCT author_id) AS distinct_authors
 FROM silver.tweets
 WHERE company IS NOT NULL AND created_at IS NOT NULL
-GROUP BY company, date_trunc('minute', created_at)
+GROUP BY CAST(created_at AS DATE), company, date_trunc('minute', created_at)

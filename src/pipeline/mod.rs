@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::decode::{bronze_schema, dead_letter_schema, BatchContext, DecodeError, Decoded, MessageDecoder};
 use crate::sink::dead_letter_topic::DeadLetterTopic;
-use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableSpec, TableWrite};
+use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
@@ -304,7 +304,7 @@ impl<S: Source> Pipeline<S> {
             .await?;
         let tables = commits
             .into_iter()
-            .map(|c| (c.table, table_report(c.rows, c.outcome)))
+            .map(|c| (c.table.clone(), table_report(c)))
             .collect();
         let write_time = stage.elapsed();
 
@@ -399,16 +399,17 @@ impl RunSummary {
     }
 }
 
-fn table_report(rows: usize, outcome: CommitOutcome) -> TableReport {
-    let (outcome, version) = match outcome {
+fn table_report(commit: TableCommit) -> TableReport {
+    let (outcome, version) = match commit.outcome {
         CommitOutcome::Committed { version } => ("committed", Some(version)),
         CommitOutcome::AlreadyCommitted => ("already_committed", None),
         CommitOutcome::Empty => ("empty", None),
     };
     TableReport {
-        rows,
+        rows: commit.rows,
         outcome,
         version,
+        write_ms: millis(commit.elapsed),
     }
 }
 

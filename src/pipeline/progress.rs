@@ -28,6 +28,9 @@ pub struct TableReport {
     pub outcome: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
+    /// Time from the start of the batch's writes until this table's commit landed (tables
+    /// are written side by side).
+    pub write_ms: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -10,6 +10,7 @@ pub mod dead_letter_topic;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::array::RecordBatch;
@@ -245,6 +246,8 @@ pub struct TableCommit {
     pub table: String,
     pub rows: usize,
     pub outcome: CommitOutcome,
+    /// From the start of [`DeltaSink::commit_all`] until this table's commit landed.
+    pub elapsed: Duration,
 }
 
 pub struct DeltaSink {
@@ -280,6 +283,7 @@ impl DeltaSink {
         on_commit: impl Fn(&str) + Clone + Send + 'static,
     ) -> Result<Vec<TableCommit>, SinkError> {
         let ranges: Arc<[OffsetRange]> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();
+        let started = Instant::now();
         let tasks: Vec<_> = writes
             .into_iter()
             .map(|write| {
@@ -296,14 +300,14 @@ impl DeltaSink {
                     if result.is_ok() {
                         on_commit(&table);
                     }
-                    (table, rows, result)
+                    (table, rows, result, started.elapsed())
                 })
             })
             .collect();
         let mut commits = Vec::with_capacity(tasks.len());
         let mut first_error = None;
         for task in tasks {
-            let (name, rows, result) = task
+            let (name, rows, result, elapsed) = task
                 .await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             match result {
@@ -315,6 +319,7 @@ impl DeltaSink {
                         table: name,
                         rows,
                         outcome,
+                        elapsed,
                     });
                 }
                 Err(e) => {
@@ -451,15 +456,11 @@ async fn merge(
         message,
     };
     let ctx = SessionContext::new();
+    let predicate = merge_predicate(keys, &batches);
     let memory = MemTable::try_new(schema.clone(), vec![batches]).map_err(|e| merge_error(e.to_string()))?;
     let source = ctx
         .read_table(Arc::new(memory))
         .map_err(|e| merge_error(e.to_string()))?;
-    let predicate = keys
-        .iter()
-        .map(|k| format!("(target.\"{k}\" IS NOT DISTINCT FROM source.\"{k}\")"))
-        .collect::<Vec<_>>()
-        .join(" AND ");
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let update_of = |column: &str| {
         updates
@@ -491,4 +492,24 @@ async fn merge(
         .await
         .map(|(table, _metrics)| table)
         .map_err(|e| merge_error(e.to_string()))
+}
+
+/// Matches source rows to target rows by `keys`, NULL keys included.
+fn merge_predicate(keys: &[String], batches: &[RecordBatch]) -> String {
+    // `=` where the batch holds no NULL key (the same matches): delta-rs turns `=` into a
+    // min/max range on the target and skips the files outside it, where IS NOT DISTINCT FROM
+    // would make every merge read the whole table.
+    let has_nulls = |key: &str| {
+        batches
+            .iter()
+            .any(|b| b.column_by_name(key).is_some_and(|c| c.null_count() > 0))
+    };
+    keys
+        .iter()
+        .map(|k| match has_nulls(k) {
+            true => format!("(target.\"{k}\" IS NOT DISTINCT FROM source.\"{k}\")"),
+            false => format!("(target.\"{k}\" = source.\"{k}\")"),
+        })
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
