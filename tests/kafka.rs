@@ -271,7 +271,12 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
     );
     proxy.set_cut(false);
     let output = runner.wait();
-    assert!(output.status.success(), "exit {:?}: {}", output.status, runner_log());
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        runner_log()
+    );
     assert!(proxy.refused() > 0, "the runner came back to the cut store");
     assert_exactly_once(&uri, &options, &posts).await;
 }

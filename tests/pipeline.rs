@@ -356,7 +356,10 @@ async fn parallel_decode_equals_single_threaded_decode() {
     assert!(single.dead_letters.num_rows() > 900, "the input has bad records");
     let schema = tweetlake::decode::bronze_schema();
     let joined = |parts: &[RecordBatch]| concat_batches(&schema, parts).unwrap();
-    assert!(parallel.bronze.len() > 1, "the batch was decoded on several threads");
+    assert!(
+        parallel.bronze.len() > 1,
+        "the batch was decoded on several threads"
+    );
     assert_eq!(joined(&parallel.bronze), joined(&single.bronze));
     assert_eq!(parallel.dead_letters, single.dead_letters);
 }

@@ -195,7 +195,11 @@ pub async fn bench_kafka(
             move || produce_synthetic(&publisher, records)
         })
         .await??;
-        rows.push(("generate + produce".to_string(), started.elapsed(), reset_peak_rss()));
+        rows.push((
+            "generate + produce".to_string(),
+            started.elapsed(),
+            reset_peak_rss(),
+        ));
     }
 
     eprintln!("reading {topic} with a plain consumer...");
@@ -224,7 +228,12 @@ pub async fn bench_kafka(
         config.lake.uri = uri;
         config.pipeline.name = format!("bench-{}", name.replace(' ', "-"));
         config.source.group_id = format!("{topic}-{}", config.pipeline.name);
-        let source = KafkaSource::connect(&config.source, config.pipeline.max_bytes_per_batch, "tweetlake-bench").await?;
+        let source = KafkaSource::connect(
+            &config.source,
+            config.pipeline.max_bytes_per_batch,
+            "tweetlake-bench",
+        )
+        .await?;
         let models = embedded::models(&[config.dlq.table.as_str()])?;
         let mut pipeline = Pipeline::new(&config, source, models)?;
         let (_stop, stopped) = watch::channel(false);
@@ -246,7 +255,12 @@ pub async fn bench_kafka(
         "{:<24} {:>10} {:>14} {:>10} {:>8} {:>14}",
         "stage", "seconds", "records/s", "MB/s", "vs raw", "peak RSS MiB"
     );
-    let raw = rows.iter().find(|r| r.0 == "raw consume").expect("measured").1.as_secs_f64();
+    let raw = rows
+        .iter()
+        .find(|r| r.0 == "raw consume")
+        .expect("measured")
+        .1
+        .as_secs_f64();
     for (name, elapsed, peak_rss) in &rows {
         let secs = elapsed.as_secs_f64();
         println!(
@@ -395,7 +409,10 @@ pub async fn bench_functions(records: usize) -> anyhow::Result<()> {
     register_all(&ctx, &CompanyMap::from_csv_str(embedded::COMPANIES)?);
     ctx.register_table(
         "bronze",
-        std::sync::Arc::new(MemTable::try_new(tweetlake::decode::bronze_schema(), vec![bronze])?),
+        std::sync::Arc::new(MemTable::try_new(
+            tweetlake::decode::bronze_schema(),
+            vec![bronze],
+        )?),
     )?;
     ctx.sql(
         "CREATE TABLE posts AS SELECT data['text'] AS text, \

@@ -23,7 +23,8 @@ pub async fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
         }
         SourceKind::Kafka => {
             let client_id = format!("tweetlake-{}", config.pipeline.name);
-            let source = KafkaSource::connect(&config.source, config.pipeline.max_bytes_per_batch, &client_id).await?;
+            let source =
+                KafkaSource::connect(&config.source, config.pipeline.max_bytes_per_batch, &client_id).await?;
             run_pipeline(&config, source, mode).await?
         }
     };

@@ -255,7 +255,14 @@ pub struct DeltaSink {
     pipeline: String,
     /// Tables as of their last commit here: the next batch reads only newer log entries
     /// (other writers' commits) instead of loading the whole log again.
-    tables: HashMap<String, DeltaTable>,
+    tables: HashMap<String, CachedTable>,
+}
+
+/// A table as of this sink's last commit to it, with the `txn` versions known at that version:
+/// Delta answers a `txn` lookup by replaying the log, a cost that grows with every commit.
+struct CachedTable {
+    table: DeltaTable,
+    txns: HashMap<String, Option<i64>>,
 }
 
 impl DeltaSink {
@@ -338,7 +345,7 @@ struct TableCommitter {
     /// The batch's non-empty ranges.
     ranges: Arc<[OffsetRange]>,
     /// The table as of this sink's last commit to it, if any.
-    cached: Option<DeltaTable>,
+    cached: Option<CachedTable>,
 }
 
 impl TableCommitter {
@@ -346,55 +353,81 @@ impl TableCommitter {
         format!("{}/{}/{}", self.pipeline, range.topic, range.partition)
     }
 
-    /// The current state of the table: the cached one brought up to date, else loaded.
-    async fn current_table(&mut self, name: &str) -> Result<DeltaTable, SinkError> {
-        let Some(mut table) = self.cached.take() else {
-            return self.lake.open_table(name).await;
+    /// The current state of the table: the cached one brought up to date, else loaded. Its
+    /// known `txn` versions survive only if no other writer committed since.
+    async fn current_table(&mut self, name: &str) -> Result<CachedTable, SinkError> {
+        let Some(mut cached) = self.cached.take() else {
+            let table = self.lake.open_table(name).await?;
+            return Ok(CachedTable {
+                table,
+                txns: HashMap::new(),
+            });
         };
-        table.update_incremental(None).await.map_err(delta_error(name))?;
-        Ok(table)
+        let before = cached.table.version();
+        cached
+            .table
+            .update_incremental(None)
+            .await
+            .map_err(delta_error(name))?;
+        if cached.table.version() != before {
+            cached.txns.clear();
+        }
+        Ok(cached)
     }
 
-    /// How many of the ranges the table already holds (by their `txn` versions).
-    async fn committed_ranges(&self, table: &DeltaTable, name: &str) -> Result<usize, SinkError> {
-        if table.version().is_none() {
+    /// How many of the ranges the table already holds (by their `txn` versions); versions not
+    /// known yet are read from the log and remembered.
+    async fn committed_ranges(&self, cached: &mut CachedTable, name: &str) -> Result<usize, SinkError> {
+        if cached.table.version().is_none() {
             return Ok(0);
         }
-        let state = table.snapshot().map_err(delta_error(name))?;
-        let log_store = table.log_store();
+        let unknown: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|r| self.app_id(r))
+            .filter(|id| !cached.txns.contains_key(id))
+            .collect();
+        let state = cached.table.snapshot().map_err(delta_error(name))?;
+        let log_store = cached.table.log_store();
         let versions = try_join_all(
-            self.ranges
+            unknown
                 .iter()
-                .map(|r| state.transaction_version(log_store.as_ref(), self.app_id(r))),
+                .map(|id| state.transaction_version(log_store.as_ref(), id)),
         )
         .await
         .map_err(delta_error(name))?;
+        cached.txns.extend(unknown.into_iter().zip(versions));
         Ok(self
             .ranges
             .iter()
-            .zip(versions)
-            .filter(|(range, version)| version.is_some_and(|v| v >= range.end))
+            .filter(|r| cached.txns[&self.app_id(r)].is_some_and(|v| v >= r.end))
             .count())
     }
 
     /// Writes the rows unless the table already holds the ranges; returns what happened and
     /// the table to keep for the next batch.
-    async fn commit(
-        mut self,
-        write: TableWrite,
-    ) -> Result<(CommitOutcome, Option<DeltaTable>), SinkError> {
-        let TableWrite { spec, schema, batches } = write;
+    async fn commit(mut self, write: TableWrite) -> Result<(CommitOutcome, Option<CachedTable>), SinkError> {
+        let TableWrite {
+            spec,
+            schema,
+            batches,
+        } = write;
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok((CommitOutcome::Empty, self.cached));
         }
-        let table = self.current_table(&spec.name).await?;
-        match self.committed_ranges(&table, &spec.name).await? {
+        let mut cached = self.current_table(&spec.name).await?;
+        match self.committed_ranges(&mut cached, &spec.name).await? {
             0 => {}
-            n if n == self.ranges.len() => return Ok((CommitOutcome::AlreadyCommitted, Some(table))),
+            n if n == self.ranges.len() => return Ok((CommitOutcome::AlreadyCommitted, Some(cached))),
             _ => {
                 return Err(SinkError::PartlyCommitted {
                     table: spec.name.clone(),
-                    ranges: self.ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", "),
+                    ranges: self
+                        .ranges
+                        .iter()
+                        .map(|r| r.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })
             }
         }
@@ -404,6 +437,8 @@ impl TableCommitter {
                 .map(|r| Transaction::new(self.app_id(r), r.end))
                 .collect(),
         );
+        let CachedTable { table, mut txns } = cached;
+        let before = table.version();
         let written = match &spec.materialization {
             Materialization::Merge { keys, updates } if table.version().is_some() => {
                 merge(table, &spec, schema, batches, keys, updates, properties).await?
@@ -418,7 +453,15 @@ impl TableCommitter {
                 .map_err(delta_error(&spec.name))?,
         };
         let version = written.version().map_or(0, |v| v as i64);
-        Ok((CommitOutcome::Committed { version }, Some(written)))
+        // Ours is the next version unless another writer committed first (delta-rs then
+        // retried ours on top): only then are the remembered versions still complete.
+        if before.map_or(0, |v| v as i64 + 1) == version {
+            txns.extend(self.ranges.iter().map(|r| (self.app_id(r), Some(r.end))));
+        } else {
+            txns.clear();
+        }
+        let cached = CachedTable { table: written, txns };
+        Ok((CommitOutcome::Committed { version }, Some(cached)))
     }
 }
 
@@ -504,8 +547,7 @@ fn merge_predicate(keys: &[String], batches: &[RecordBatch]) -> String {
             .iter()
             .any(|b| b.column_by_name(key).is_some_and(|c| c.null_count() > 0))
     };
-    keys
-        .iter()
+    keys.iter()
         .map(|k| match has_nulls(k) {
             true => format!("(target.\"{k}\" IS NOT DISTINCT FROM source.\"{k}\")"),
             false => format!("(target.\"{k}\" = source.\"{k}\")"),

@@ -130,7 +130,11 @@ impl KafkaSource {
     /// topic exists (both are one-line errors naming the setting to fix). librdkafka fetches up
     /// to `batch_bytes` ahead in the background, so the next batch arrives while this one is
     /// processed.
-    pub async fn connect(config: &SourceConfig, batch_bytes: usize, client_id: &str) -> Result<Self, SourceError> {
+    pub async fn connect(
+        config: &SourceConfig,
+        batch_bytes: usize,
+        client_id: &str,
+    ) -> Result<Self, SourceError> {
         let starting_offsets = StartingOffsets::parse(&config.starting_offsets)
             .map_err(|m| SourceError::Kafka(format!("config key source.starting_offsets: {m}")))?;
         let mut client_config = ClientConfig::new();

@@ -164,7 +164,9 @@ impl ModelSet {
     /// model (and its functions) runs on all cores.
     pub async fn run(&self, bronze: Vec<RecordBatch>) -> Result<Vec<ModelOutput>, TransformError> {
         let ctx = session(&self.companies);
-        let schema = bronze.first().map_or_else(crate::decode::bronze_schema, RecordBatch::schema);
+        let schema = bronze
+            .first()
+            .map_or_else(crate::decode::bronze_schema, RecordBatch::schema);
         let partitions = partition(&bronze, ctx.copied_config().target_partitions());
         register(&ctx, BRONZE, schema, partitions, "<bronze>")?;
         let mut outputs = Vec::with_capacity(self.models.len());
@@ -174,8 +176,18 @@ impl ModelSet {
             let planned: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
             let partitions = frame.collect_partitioned().await.map_err(sql_error)?;
             // Execution may refine nullability: the batches' own schema is the one that fits them.
-            let schema = partitions.iter().flatten().next().map_or(planned, RecordBatch::schema);
-            register(&ctx, &model.name, schema.clone(), partitions.clone(), &model.origin)?;
+            let schema = partitions
+                .iter()
+                .flatten()
+                .next()
+                .map_or(planned, RecordBatch::schema);
+            register(
+                &ctx,
+                &model.name,
+                schema.clone(),
+                partitions.clone(),
+                &model.origin,
+            )?;
             let batches = partitions.into_iter().flatten().collect();
             outputs.push(ModelOutput { schema, batches });
         }
@@ -281,7 +293,10 @@ fn partition(batches: &[RecordBatch], count: usize) -> Vec<Vec<RecordBatch>> {
             let length = (batch.num_rows() - offset)
                 .min(ROWS_PER_SLICE)
                 .min(per_partition - filled);
-            partitions.last_mut().expect("one partition at least").push(batch.slice(offset, length));
+            partitions
+                .last_mut()
+                .expect("one partition at least")
+                .push(batch.slice(offset, length));
             offset += length;
             filled += length;
         }
@@ -376,9 +391,15 @@ mod tests {
         let input = [numbers(0..20_000), numbers(20_000..25_001)];
         let partitions = partition(&input, 2);
         assert_eq!(partitions.len(), 2);
-        let sizes: Vec<usize> = partitions.iter().map(|p| p.iter().map(RecordBatch::num_rows).sum()).collect();
+        let sizes: Vec<usize> = partitions
+            .iter()
+            .map(|p| p.iter().map(RecordBatch::num_rows).sum())
+            .collect();
         assert_eq!(sizes, [12_501, 12_500]);
-        assert!(partitions.iter().flatten().all(|b| b.num_rows() <= ROWS_PER_SLICE));
+        assert!(partitions
+            .iter()
+            .flatten()
+            .all(|b| b.num_rows() <= ROWS_PER_SLICE));
         let joined: Vec<i64> = partitions.iter().flat_map(|p| values(p)).collect();
         assert_eq!(joined, (0..25_001).collect::<Vec<_>>());
     }

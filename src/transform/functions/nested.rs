@@ -109,7 +109,10 @@ impl ListFunction {
         match list {
             DataType::List(item) => match item.data_type() {
                 DataType::Struct(fields) => Ok(fields),
-                other => plan_err!("{}: argument 1 must be a list of structs, got a list of {other}", self.name),
+                other => plan_err!(
+                    "{}: argument 1 must be a list of structs, got a list of {other}",
+                    self.name
+                ),
             },
             other => plan_err!("{}: argument 1 must be a list of structs, got {other}", self.name),
         }
@@ -119,9 +122,11 @@ impl ListFunction {
 /// The constant field name of argument 2.
 fn field_name<'a>(function: &str, argument: Option<&'a ScalarValue>) -> Result<&'a str> {
     match argument {
-        Some(ScalarValue::Utf8(Some(name)) | ScalarValue::Utf8View(Some(name)) | ScalarValue::LargeUtf8(Some(name))) => {
-            Ok(name)
-        }
+        Some(
+            ScalarValue::Utf8(Some(name))
+            | ScalarValue::Utf8View(Some(name))
+            | ScalarValue::LargeUtf8(Some(name)),
+        ) => Ok(name),
         _ => plan_err!("{function}: argument 2 must be a constant field name, like 'id'"),
     }
 }
@@ -141,14 +146,23 @@ impl ScalarUDFImpl for ListFunction {
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
         if args.arg_fields.len() != self.arity {
-            return plan_err!("{} takes {} arguments, got {}", self.name, self.arity, args.arg_fields.len());
+            return plan_err!(
+                "{} takes {} arguments, got {}",
+                self.name,
+                self.arity,
+                args.arg_fields.len()
+            );
         }
         let list = args.arg_fields[0].data_type();
         let fields = self.element_fields(list)?;
         let name = field_name(self.name, args.scalar_arguments[1])?;
         let Some((_, field)) = fields.find(name) else {
             let known: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
-            return plan_err!("{}: the elements have no field `{name}` (they have {})", self.name, known.join(", "));
+            return plan_err!(
+                "{}: the elements have no field `{name}` (they have {})",
+                self.name,
+                known.join(", ")
+            );
         };
         let output = match self.name {
             "pluck" => DataType::List(Arc::new(Field::new_list_field(field.data_type().clone(), true))),
@@ -198,9 +212,11 @@ fn found(lists: &ListArray, elements: &StructArray, column: &ArrayRef, keys: &Ar
     let mut indices = UInt32Builder::with_capacity(lists.len());
     for (row, key) in texts(keys)?.enumerate() {
         let range = offsets[row] as usize..offsets[row + 1] as usize;
-        let index = key
-            .filter(|_| lists.is_valid(row))
-            .and_then(|key| range.into_iter().find(|&i| elements.is_valid(i) && candidates[i] == Some(key)));
+        let index = key.filter(|_| lists.is_valid(row)).and_then(|key| {
+            range
+                .into_iter()
+                .find(|&i| elements.is_valid(i) && candidates[i] == Some(key))
+        });
         indices.append_option(index.map(|i| i as u32));
     }
     Ok(take(elements, &indices.finish(), None)?)
