@@ -319,7 +319,7 @@ impl DeltaSink {
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             match result {
                 Ok((outcome, table)) => {
-                    if let Some(table) = table {
+                    if let Some(table) = table.filter(|t| !at_checkpoint(&t.table)) {
                         self.tables.insert(name.clone(), table);
                     }
                     commits.push(TableCommit {
@@ -336,6 +336,13 @@ impl DeltaSink {
         }
         first_error.map_or(Ok(commits), Err)
     }
+}
+
+/// Whether delta-rs wrote a checkpoint with this version (every 100th, its default). A table
+/// kept across commits only ever grows in memory; loading it again from a fresh checkpoint costs
+/// one read and brings it back to size.
+fn at_checkpoint(table: &DeltaTable) -> bool {
+    table.version().is_some_and(|v| v > 0 && v % 100 == 0)
 }
 
 /// Commits one table's rows: everything a commit task needs, owned.
