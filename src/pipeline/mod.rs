@@ -24,7 +24,7 @@ use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
 use progress::{millis, BatchReport, ProgressLog, StageDurations, TableReport};
-use retry::RetryPolicy;
+use retry::{Backoff, RetryPolicy};
 
 /// Partition column of the bronze and dead-letter tables.
 pub const INGEST_PARTITION: &str = crate::decode::batch_columns::INGEST_DATE;
@@ -77,7 +77,7 @@ pub struct Pipeline<S: Source> {
     max_bytes: usize,
     trigger_interval: Duration,
     log_retention: usize,
-    retry: RetryPolicy,
+    retry: Backoff,
 }
 
 impl<S: Source> Pipeline<S> {
@@ -103,11 +103,11 @@ impl<S: Source> Pipeline<S> {
             max_bytes: p.max_bytes_per_batch,
             trigger_interval: p.trigger_interval,
             log_retention: p.log_retention_batches,
-            retry: RetryPolicy {
+            retry: Backoff::new(RetryPolicy {
                 max_retries: p.max_retries,
                 initial: p.retry_backoff,
                 max: p.retry_backoff_max,
-            },
+            }),
         })
     }
 
@@ -125,7 +125,7 @@ impl<S: Source> Pipeline<S> {
     ) -> Result<RunSummary, PipelineError> {
         let mut summary = RunSummary::default();
         let mut generation = self.source.assignment_generation();
-        let mut positions = self.resync(&mut summary).await?;
+        let mut positions = self.resync_with_retry(&mut summary).await?;
         let until = match mode {
             RunMode::Once => {
                 let end = self.source.end_positions().await?;
@@ -137,7 +137,7 @@ impl<S: Source> Pipeline<S> {
         while !*stop.borrow() && !until.as_ref().is_some_and(|u| reached(&positions, u)) {
             if self.source.assignment_generation() != generation {
                 generation = self.source.assignment_generation();
-                positions = self.resync(&mut summary).await?;
+                positions = self.resync_with_retry(&mut summary).await?;
                 continue;
             }
             let limits = ReadLimits {
@@ -148,8 +148,15 @@ impl<S: Source> Pipeline<S> {
             };
             let started = Instant::now();
             let read = tokio::select! {
-                read = self.source.read_next(&positions, &limits) => read?,
+                read = self.source.read_next(&positions, &limits) => read,
                 _ = stop.changed() => break,
+            };
+            let read = match read {
+                Ok(read) => read,
+                Err(e) => {
+                    self.retry.wait_out("reading the source", e.into()).await?;
+                    continue;
+                }
             };
             if read.ranges.iter().all(|r| r.end == r.start) {
                 if mode == RunMode::Once && self.source.assignment_generation() == generation {
@@ -163,8 +170,13 @@ impl<S: Source> Pipeline<S> {
                     summary.add(&report);
                     positions = report_positions(&report);
                 }
-                Ok(None) => positions = self.resync(&mut summary).await?,
-                Err(e) => return Err(e),
+                Ok(None) => positions = self.resync_with_retry(&mut summary).await?,
+                // Planning failed (a batch that failed later has used up its retries): what the
+                // log holds now, a claim written or not, is where to go on from.
+                Err(e) => {
+                    self.retry.wait_out("planning a batch", e).await?;
+                    positions = self.resync_with_retry(&mut summary).await?;
+                }
             }
         }
         self.progress.finish();
@@ -244,21 +256,27 @@ impl<S: Source> Pipeline<S> {
         read_time: Duration,
         rerun: bool,
     ) -> Result<BatchReport, PipelineError> {
-        let mut attempt = 0;
         loop {
             match self.process(plan, records.clone(), read_time, rerun).await {
-                Err(e) if e.is_transient() && attempt < self.retry.max_retries => {
-                    let delay = self.retry.delay(attempt);
-                    attempt += 1;
-                    tracing::warn!(
-                        "batch {}: {e}; retrying in {:.1} s (attempt {attempt} of {})",
-                        plan.batch_id,
-                        delay.as_secs_f64(),
-                        self.retry.max_retries
-                    );
-                    tokio::time::sleep(delay).await;
+                Ok(report) => {
+                    self.retry.reset();
+                    return Ok(report);
                 }
-                result => return result,
+                Err(e) => {
+                    self.retry
+                        .wait_out(format_args!("batch {}", plan.batch_id), e)
+                        .await?
+                }
+            }
+        }
+    }
+
+    /// [`Self::resync`], retried like a batch: the log lives in the same store.
+    async fn resync_with_retry(&mut self, summary: &mut RunSummary) -> Result<Positions, PipelineError> {
+        loop {
+            match self.resync(summary).await {
+                Err(e) => self.retry.wait_out("reading the offset log", e).await?,
+                positions => return positions,
             }
         }
     }

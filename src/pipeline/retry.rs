@@ -1,6 +1,8 @@
-//! Retrying a batch after a transient failure (an unreachable store or broker), with
-//! exponential backoff. Safe because re-running a planned batch is idempotent.
+//! Retrying after a transient failure (an unreachable store or broker), with exponential
+//! backoff. Safe because re-running a planned batch is idempotent, and a step that failed
+//! before its batch was planned left nothing behind.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use super::PipelineError;
@@ -23,6 +25,44 @@ impl RetryPolicy {
     }
 }
 
+/// The policy plus the count of transient failures since the last batch that went through:
+/// an outage that moves from one step to the next (writing the log, then reading it) still
+/// uses up one budget of retries.
+#[derive(Debug)]
+pub struct Backoff {
+    policy: RetryPolicy,
+    failures: u32,
+}
+
+impl Backoff {
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self { policy, failures: 0 }
+    }
+
+    /// Waits before `step` is tried again, or gives `error` back when it is permanent or the
+    /// retries are used up.
+    pub async fn wait_out(&mut self, step: impl Display, error: PipelineError) -> Result<(), PipelineError> {
+        if !error.is_transient() || self.failures >= self.policy.max_retries {
+            return Err(error);
+        }
+        let delay = self.policy.delay(self.failures);
+        self.failures += 1;
+        tracing::warn!(
+            "{step}: {error}; retrying in {:.1} s (attempt {} of {})",
+            delay.as_secs_f64(),
+            self.failures,
+            self.policy.max_retries
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+
+    /// A batch went through: the next outage starts a fresh budget.
+    pub fn reset(&mut self) {
+        self.failures = 0;
+    }
+}
+
 impl PipelineError {
     /// Errors that may go away by themselves: storage or broker I/O. SQL, decode and
     /// log-consistency errors never do.
@@ -40,6 +80,7 @@ impl PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::checkpoint::CheckpointError;
 
     #[test]
     fn delay_doubles_up_to_the_cap() {
@@ -51,5 +92,43 @@ mod tests {
         let delays: Vec<u64> = (0..6).map(|a| policy.delay(a).as_millis() as u64).collect();
         assert_eq!(delays, [500, 1000, 2000, 4000, 5000, 5000]);
         assert_eq!(policy.delay(40), Duration::from_secs(5));
+    }
+
+    fn store_error() -> PipelineError {
+        PipelineError::Checkpoint(CheckpointError::Store {
+            path: "batches/1.json".into(),
+            source: deltalake::ObjectStoreError::Generic {
+                store: "S3",
+                source: "connection closed before message completed".into(),
+            },
+        })
+    }
+
+    #[tokio::test]
+    async fn backoff_spends_one_budget_until_a_batch_goes_through() {
+        let mut backoff = Backoff::new(RetryPolicy {
+            max_retries: 2,
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+        });
+        assert!(backoff.wait_out("planning", store_error()).await.is_ok());
+        assert!(backoff.wait_out("reading", store_error()).await.is_ok());
+        assert!(backoff.wait_out("planning", store_error()).await.is_err());
+        backoff.reset();
+        assert!(backoff.wait_out("planning", store_error()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn backoff_gives_a_permanent_error_back_at_once() {
+        let mut backoff = Backoff::new(RetryPolicy {
+            max_retries: 5,
+            initial: Duration::ZERO,
+            max: Duration::ZERO,
+        });
+        let corrupt = PipelineError::Checkpoint(CheckpointError::Corrupt {
+            path: "batches/1.json".into(),
+            message: "not json".into(),
+        });
+        assert!(backoff.wait_out("planning", corrupt).await.is_err());
     }
 }

@@ -541,7 +541,11 @@ async fn merge(
         .with_commit_properties(properties)
         .await
         .map(|(table, _metrics)| table)
-        .map_err(|e| merge_error(e.to_string()))
+        // Running the merge reads and writes the store: a Delta error, retried like a write.
+        .map_err(|source| SinkError::Delta {
+            table: spec.name.clone(),
+            source,
+        })
 }
 
 /// Matches source rows to target rows by `keys`, NULL keys included.
