@@ -249,11 +249,11 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
         &topic.name,
         &uri,
         &options,
-        "max_records_per_batch = 100\nretry_backoff = \"200ms\"\nretry_backoff_max = \"1s\"\nmax_retries = 30",
+        "max_records_per_batch = 50\nretry_backoff = \"200ms\"\nretry_backoff_max = \"1s\"\nmax_retries = 30",
     );
     // The runner's log goes to a file, so the test can wait on what it says while it runs.
     let log = project.dir.path().join("runner.log");
-    let runner = Spawned::new(
+    let mut runner = Spawned::new(
         project
             .command(&["run", "--once"])
             .stderr(std::fs::File::create(&log).unwrap())
@@ -266,7 +266,15 @@ async fn an_s3_outage_is_retried_with_backoff_and_loses_nothing() {
     // own short retry alone is not what this test is about.
     let runner_log = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for(
-        || runner_log().contains("(attempt 2 of"),
+        || {
+            let retried = runner_log().contains("(attempt 2 of");
+            assert!(
+                retried || !runner.exited(),
+                "the runner ended during the outage instead of retrying: {}",
+                runner_log()
+            );
+            retried
+        },
         "the pipeline retrying a batch against the cut store",
     );
     proxy.set_cut(false);
@@ -311,10 +319,21 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     let settings = "max_records_per_batch = 100\ntrigger_interval = \"500ms\"";
     let project = kafka_project(&topic, &lake, &options, settings);
     let progress_of = |name: &str| project.path(name).display().to_string();
+    // Each runner's log goes to a file, so a failure can show what both runners saw.
+    let log_of = |name: &str| project.path(&format!("{name}.log"));
     let start = |name: &str| {
         let mut command = project.command(&["run"]);
         command.env("TWEETLAKE_PIPELINE__PROGRESS_LOG", progress_of(name));
+        command.stderr(std::fs::File::create(log_of(name)).unwrap());
         Spawned::new(command.spawn().unwrap())
+    };
+    let logs = || {
+        let read = |name: &str| std::fs::read_to_string(log_of(name)).unwrap_or_default();
+        format!(
+            "\n--- runner A:\n{}\n--- runner B:\n{}",
+            read("a.ndjson"),
+            read("b.ndjson")
+        )
     };
     let lines = |name: &str| {
         std::fs::read_to_string(project.path(name))
@@ -333,7 +352,8 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     while lines("b.ndjson").is_empty() {
         assert!(
             Instant::now() < deadline,
-            "runner B never got a partition with data"
+            "runner B never got a partition with data{}",
+            logs()
         );
         let more = posts(40, seed);
         produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &more).await;
@@ -350,7 +370,7 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         );
     }
     interrupt(&a);
-    assert_success(&a.wait());
+    assert!(a.wait().status.success(), "runner A failed{}", logs());
 
     let last = posts(600, 10);
     produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &last).await;
@@ -365,7 +385,7 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         "every offset committed by A or B",
     );
     interrupt(&b);
-    assert_success(&b.wait());
+    assert!(b.wait().status.success(), "runner B failed{}", logs());
 
     assert_exactly_once(&lake, &options, &everything).await;
     let b_partitions: std::collections::BTreeSet<i64> = lines("b.ndjson")

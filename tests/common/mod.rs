@@ -143,36 +143,9 @@ impl Project {
     }
 }
 
-/// Waits for `child`, killing it and failing the test after CHILD_TIMEOUT. Its output is
-/// drained while it runs, so a child writing more than a pipe buffer never blocks.
-pub fn wait_bounded(mut child: Child) -> Output {
-    fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                pipe.read_to_end(&mut bytes).unwrap();
-            }
-            bytes
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + CHILD_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("child process did not finish within {CHILD_TIMEOUT:?}");
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+/// Waits for `child`, killing it and failing the test after CHILD_TIMEOUT.
+pub fn wait_bounded(child: Child) -> Output {
+    Spawned::new(child).wait()
 }
 
 /// Runs `sql` over every table of the local lake at `uri`.
@@ -489,27 +462,71 @@ pub mod proxy {
 }
 
 /// A child process that is killed if the test ends, or panics, before waiting for it: a failed
-/// test never leaves a runner behind.
-pub struct Spawned(Option<Child>);
+/// test never leaves a runner behind. Its output is drained while it runs, so a child writing
+/// more than a pipe buffer never blocks.
+pub struct Spawned {
+    child: Option<Child>,
+    /// Threads collecting stdout and stderr until the child closes them.
+    drains: Option<[std::thread::JoinHandle<Vec<u8>>; 2]>,
+}
 
 impl Spawned {
-    pub fn new(child: Child) -> Self {
-        Self(Some(child))
+    pub fn new(mut child: Child) -> Self {
+        fn drain(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                if let Some(mut pipe) = pipe {
+                    pipe.read_to_end(&mut bytes).unwrap();
+                }
+                bytes
+            })
+        }
+        let drains = [drain(child.stdout.take()), drain(child.stderr.take())];
+        Self {
+            child: Some(child),
+            drains: Some(drains),
+        }
+    }
+
+    fn child(&mut self) -> &mut Child {
+        self.child.as_mut().expect("not waited for yet")
     }
 
     pub fn id(&self) -> u32 {
-        self.0.as_ref().expect("not waited for yet").id()
+        self.child.as_ref().expect("not waited for yet").id()
     }
 
-    /// [`wait_bounded`] on the child.
+    /// Whether the child has exited.
+    pub fn exited(&mut self) -> bool {
+        self.child().try_wait().unwrap().is_some()
+    }
+
+    /// Waits for the child, killing it and failing the test after CHILD_TIMEOUT.
     pub fn wait(mut self) -> Output {
-        wait_bounded(self.0.take().expect("waited for once"))
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        let status = loop {
+            if let Some(status) = self.child().try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.child().kill().unwrap();
+                panic!("child process did not finish within {CHILD_TIMEOUT:?}");
+            }
+            std::thread::park_timeout(Duration::from_millis(20));
+        };
+        self.child = None;
+        let [stdout, stderr] = self.drains.take().expect("waited for once");
+        Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
+        }
     }
 }
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
+        if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
