@@ -25,6 +25,7 @@ use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
+use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore, Path};
 use futures::future::try_join_all;
 use url::Url;
@@ -338,11 +339,16 @@ impl DeltaSink {
     }
 }
 
-/// Whether delta-rs wrote a checkpoint with this version (every 100th, its default). A table
-/// kept across commits only ever grows in memory; loading it again from a fresh checkpoint costs
-/// one read and brings it back to size.
+/// Whether delta-rs wrote a checkpoint with this version: it does after every
+/// `delta.checkpointInterval` commits (default 100), at the version before each multiple. A
+/// table kept across commits only ever grows in memory; loading it again from a fresh
+/// checkpoint costs one read and brings it back to size.
 fn at_checkpoint(table: &DeltaTable) -> bool {
-    table.version().is_some_and(|v| v > 0 && v % 100 == 0)
+    let (Some(version), Ok(state)) = (table.version(), table.snapshot()) else {
+        return false;
+    };
+    let interval = state.table_config().checkpoint_interval().get();
+    (version as u64 + 1) % interval == 0
 }
 
 /// Commits one table's rows: everything a commit task needs, owned.
