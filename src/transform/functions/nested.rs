@@ -25,7 +25,7 @@ use super::udf::{texts, udf, Arg};
 /// SELECT pluck(matching_rules, 'tag') FROM bronze;  -- [company:AAPL, topic:earnings]
 /// ```
 pub(super) fn pluck() -> ScalarUDF {
-    ScalarUDF::new_from_impl(ListFunction::new("pluck", 2))
+    ScalarUDF::new_from_impl(ListFunction::new(ListOp::Pluck))
 }
 
 /// `find_by(list_of_structs, 'field', key) -> struct`: the first element whose text `field`
@@ -36,7 +36,7 @@ pub(super) fn pluck() -> ScalarUDF {
 /// SELECT find_by(includes['users'], 'id', data['author_id'])['username'] FROM bronze;
 /// ```
 pub(super) fn find_by() -> ScalarUDF {
-    ScalarUDF::new_from_impl(ListFunction::new("find_by", 3))
+    ScalarUDF::new_from_impl(ListFunction::new(ListOp::FindBy))
 }
 
 /// `tag_value(tags, 'key') -> Utf8`: the text after `key:` in the first of `tags` (a list, or
@@ -87,20 +87,43 @@ fn value_of<'a>(tag: &'a str, key: &str) -> Option<&'a str> {
     (prefix.eq_ignore_ascii_case(key) && !value.is_empty()).then_some(value)
 }
 
+/// What a [`ListFunction`] does with the field it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ListOp {
+    /// `pluck(list, 'field')`: the field of every element.
+    Pluck,
+    /// `find_by(list, 'field', key)`: the first element whose field equals the key.
+    FindBy,
+}
+
+impl ListOp {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Pluck => "pluck",
+            Self::FindBy => "find_by",
+        }
+    }
+
+    fn arity(self) -> usize {
+        match self {
+            Self::Pluck => 2,
+            Self::FindBy => 3,
+        }
+    }
+}
+
 /// `pluck` and `find_by`: their output type depends on the list they read.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct ListFunction {
-    name: &'static str,
-    arity: usize,
+    op: ListOp,
     signature: Signature,
 }
 
 impl ListFunction {
-    fn new(name: &'static str, arity: usize) -> Self {
+    fn new(op: ListOp) -> Self {
         Self {
-            name,
-            arity,
-            signature: Signature::any(arity, Volatility::Immutable),
+            op,
+            signature: Signature::any(op.arity(), Volatility::Immutable),
         }
     }
 
@@ -111,10 +134,13 @@ impl ListFunction {
                 DataType::Struct(fields) => Ok(fields),
                 other => plan_err!(
                     "{}: argument 1 must be a list of structs, got a list of {other}",
-                    self.name
+                    self.op.name()
                 ),
             },
-            other => plan_err!("{}: argument 1 must be a list of structs, got {other}", self.name),
+            other => plan_err!(
+                "{}: argument 1 must be a list of structs, got {other}",
+                self.op.name()
+            ),
         }
     }
 }
@@ -133,7 +159,7 @@ fn field_name<'a>(function: &str, argument: Option<&'a ScalarValue>) -> Result<&
 
 impl ScalarUDFImpl for ListFunction {
     fn name(&self) -> &str {
-        self.name
+        self.op.name()
     }
 
     fn signature(&self) -> &Signature {
@@ -145,48 +171,52 @@ impl ScalarUDFImpl for ListFunction {
     }
 
     fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        if args.arg_fields.len() != self.arity {
+        if args.arg_fields.len() != self.op.arity() {
             return plan_err!(
                 "{} takes {} arguments, got {}",
-                self.name,
-                self.arity,
+                self.op.name(),
+                self.op.arity(),
                 args.arg_fields.len()
             );
         }
         let list = args.arg_fields[0].data_type();
         let fields = self.element_fields(list)?;
-        let name = field_name(self.name, args.scalar_arguments[1])?;
+        let name = field_name(self.op.name(), args.scalar_arguments[1])?;
         let Some((_, field)) = fields.find(name) else {
             let known: Vec<&str> = fields.iter().map(|f| f.name().as_str()).collect();
             return plan_err!(
                 "{}: the elements have no field `{name}` (they have {})",
-                self.name,
+                self.op.name(),
                 known.join(", ")
             );
         };
-        let output = match self.name {
-            "pluck" => DataType::List(Arc::new(Field::new_list_field(field.data_type().clone(), true))),
-            _ => DataType::Struct(fields.clone()),
+        let output = match self.op {
+            ListOp::Pluck => DataType::List(Arc::new(Field::new_list_field(field.data_type().clone(), true))),
+            ListOp::FindBy => DataType::Struct(fields.clone()),
         };
-        Ok(Arc::new(Field::new(self.name, output, true)))
+        Ok(Arc::new(Field::new(self.op.name(), output, true)))
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let name = match &args.args[1] {
-            ColumnarValue::Scalar(name) => field_name(self.name, Some(name))?.to_string(),
-            ColumnarValue::Array(_) => return exec_err!("{}: argument 2 must be a constant", self.name),
+            ColumnarValue::Scalar(name) => field_name(self.op.name(), Some(name))?.to_string(),
+            ColumnarValue::Array(_) => return exec_err!("{}: argument 2 must be a constant", self.op.name()),
         };
         let arrays = ColumnarValue::values_to_arrays(&args.args)?;
         let Some(lists) = arrays[0].as_list_opt::<i32>() else {
-            return exec_err!("{}: expected a list, got {}", self.name, arrays[0].data_type());
+            return exec_err!(
+                "{}: expected a list, got {}",
+                self.op.name(),
+                arrays[0].data_type()
+            );
         };
         let elements = lists.values().as_struct();
         let Some(column) = elements.column_by_name(&name) else {
-            return exec_err!("{}: the elements have no field `{name}`", self.name);
+            return exec_err!("{}: the elements have no field `{name}`", self.op.name());
         };
-        let output = match self.name {
-            "pluck" => plucked(lists, elements, column)?,
-            _ => found(lists, elements, column, &arrays[2])?,
+        let output = match self.op {
+            ListOp::Pluck => plucked(lists, elements, column)?,
+            ListOp::FindBy => found(lists, elements, column, &arrays[2])?,
         };
         Ok(ColumnarValue::Array(output))
     }
