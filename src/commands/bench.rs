@@ -209,7 +209,8 @@ pub async fn bench_kafka(
         move || raw_consume(&bootstrap, &topic)
     })
     .await??;
-    rows.push(("raw consume".to_string(), started.elapsed(), reset_peak_rss()));
+    let raw_elapsed = started.elapsed();
+    rows.push(("raw consume".to_string(), raw_elapsed, reset_peak_rss()));
     anyhow::ensure!(
         kafka.existing_topic.is_some() || consumed == records,
         "raw consumer read {consumed} of {records} records"
@@ -255,19 +256,13 @@ pub async fn bench_kafka(
         "{:<24} {:>10} {:>14} {:>10} {:>8} {:>14}",
         "stage", "seconds", "records/s", "MB/s", "vs raw", "peak RSS MiB"
     );
-    let raw = rows
-        .iter()
-        .find(|r| r.0 == "raw consume")
-        .expect("measured")
-        .1
-        .as_secs_f64();
     for (name, elapsed, peak_rss) in &rows {
         let secs = elapsed.as_secs_f64();
         println!(
             "{name:<24} {secs:>10.2} {:>14.0} {:>10.1} {:>7.0}% {peak_rss:>14.0}",
             records as f64 / secs,
             megabytes / secs,
-            100.0 * raw / secs
+            100.0 * raw_elapsed.as_secs_f64() / secs
         );
     }
     Ok(())
