@@ -125,7 +125,9 @@ impl<S: Source> Pipeline<S> {
     ) -> Result<RunSummary, PipelineError> {
         let mut summary = RunSummary::default();
         let mut generation = self.source.assignment_generation();
-        let mut positions = self.resync_with_retry(&mut summary).await?;
+        // Not retried: a store that cannot be reached at start is most often a setup mistake,
+        // and the one-line error should say so at once.
+        let mut positions = self.resync(&mut summary).await?;
         let until = match mode {
             RunMode::Once => {
                 let end = self.source.end_positions().await?;

@@ -5,8 +5,9 @@
 use std::fmt::Display;
 use std::time::Duration;
 
+use super::checkpoint::CheckpointError;
 use super::PipelineError;
-use crate::sink::SinkError;
+use crate::sink::{SinkError, StoreFailure};
 use crate::source::SourceError;
 
 #[derive(Debug, Clone)]
@@ -68,8 +69,10 @@ impl PipelineError {
     /// log-consistency errors never do.
     pub fn is_transient(&self) -> bool {
         match self {
-            PipelineError::Sink(SinkError::Delta { .. }) => true,
-            PipelineError::Checkpoint(super::checkpoint::CheckpointError::Store { .. }) => true,
+            PipelineError::Sink(SinkError::Delta { source, .. }) => !StoreFailure::of(source).is_permanent(),
+            PipelineError::Checkpoint(CheckpointError::Store { source, .. }) => {
+                !StoreFailure::of(source).is_permanent()
+            }
             PipelineError::Source(SourceError::Kafka(_)) => true,
             PipelineError::DeadLetterTopic(_) => true,
             _ => false,
@@ -80,7 +83,6 @@ impl PipelineError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::checkpoint::CheckpointError;
 
     #[test]
     fn delay_doubles_up_to_the_cap() {
@@ -94,15 +96,17 @@ mod tests {
         assert_eq!(policy.delay(40), Duration::from_secs(5));
     }
 
-    fn store_error() -> PipelineError {
+    fn store_error(answer: &str) -> PipelineError {
         PipelineError::Checkpoint(CheckpointError::Store {
             path: "batches/1.json".into(),
             source: deltalake::ObjectStoreError::Generic {
                 store: "S3",
-                source: "connection closed before message completed".into(),
+                source: answer.into(),
             },
         })
     }
+
+    const CUT: &str = "error sending request: connection closed before message completed";
 
     #[tokio::test]
     async fn backoff_spends_one_budget_until_a_batch_goes_through() {
@@ -111,11 +115,11 @@ mod tests {
             initial: Duration::ZERO,
             max: Duration::ZERO,
         });
-        assert!(backoff.wait_out("planning", store_error()).await.is_ok());
-        assert!(backoff.wait_out("reading", store_error()).await.is_ok());
-        assert!(backoff.wait_out("planning", store_error()).await.is_err());
+        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_ok());
+        assert!(backoff.wait_out("reading", store_error(CUT)).await.is_ok());
+        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_err());
         backoff.reset();
-        assert!(backoff.wait_out("planning", store_error()).await.is_ok());
+        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_ok());
     }
 
     #[tokio::test]
@@ -130,5 +134,10 @@ mod tests {
             message: "not json".into(),
         });
         assert!(backoff.wait_out("planning", corrupt).await.is_err());
+        let no_bucket = store_error("Error performing PUT: NoSuchBucket");
+        assert!(backoff.wait_out("planning", no_bucket).await.is_err());
+        let refused = store_error("Client error with status 403 Forbidden: SignatureDoesNotMatch");
+        assert!(backoff.wait_out("planning", refused).await.is_err());
+        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_ok());
     }
 }

@@ -38,7 +38,7 @@ use crate::transform::Materialization;
 pub enum SinkError {
     #[error("lake uri `{uri}`: {message}")]
     Uri { uri: String, message: String },
-    #[error("table {table}: {source}{hint}", hint = store_hint(source))]
+    #[error("table {table}: {source}{hint}", hint = StoreFailure::of(source).hint())]
     Delta { table: String, source: DeltaTableError },
     /// A DataFusion error while merging into or registering a table.
     #[error("table {table}: {message}")]
@@ -48,26 +48,52 @@ pub enum SinkError {
     PartlyCommitted { table: String, ranges: String },
 }
 
-/// What to fix, for the storage failures users meet most: the one line of an error should
-/// name the fix, and object-store errors only carry the server's answer.
-pub fn store_hint(error: &dyn std::error::Error) -> &'static str {
-    let text = error.to_string();
-    if text.contains("NoSuchBucket") {
-        " (the bucket does not exist: create it, or fix lake.uri)"
-    } else if [
-        "SignatureDoesNotMatch",
-        "InvalidAccessKeyId",
-        "403 Forbidden",
-        "AccessDenied",
-    ]
-    .iter()
-    .any(|m| text.contains(m))
-    {
-        " (credentials refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or lake.storage_options)"
-    } else if text.contains("error sending request") || text.contains("tcp connect") {
-        " (store unreachable: check lake.storage_options.AWS_ENDPOINT_URL and the network)"
-    } else {
-        ""
+/// The storage failures users meet most, told apart by the server's answer (object-store
+/// errors carry nothing else): the one line of an error should name the fix, and a retry
+/// should only wait out what can go away by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFailure {
+    MissingBucket,
+    CredentialsRefused,
+    Unreachable,
+    Other,
+}
+
+impl StoreFailure {
+    pub fn of(error: &dyn std::error::Error) -> Self {
+        let text = error.to_string();
+        let says = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
+        if says(&["NoSuchBucket"]) {
+            Self::MissingBucket
+        } else if says(&[
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "403 Forbidden",
+            "AccessDenied",
+        ]) {
+            Self::CredentialsRefused
+        } else if says(&["error sending request", "tcp connect"]) {
+            Self::Unreachable
+        } else {
+            Self::Other
+        }
+    }
+
+    /// Only a fix by the user makes these go away.
+    pub fn is_permanent(self) -> bool {
+        matches!(self, Self::MissingBucket | Self::CredentialsRefused)
+    }
+
+    /// What to fix, as the end of an error line.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Self::MissingBucket => " (the bucket does not exist: create it, or fix lake.uri)",
+            Self::CredentialsRefused => {
+                " (credentials refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or lake.storage_options)"
+            }
+            Self::Unreachable => " (store unreachable: check lake.storage_options.AWS_ENDPOINT_URL and the network)",
+            Self::Other => "",
+        }
     }
 }
 
