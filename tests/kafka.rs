@@ -558,3 +558,51 @@ async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
     );
     assert_exactly_once(&lake, &BTreeMap::new(), &everything).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bench_kafka_reports_raw_consume_and_end_to_end_over_the_whole_topic() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let project = Project::new();
+    let dir = project.path("bench");
+    let output = project.run(
+        &[
+            "bench",
+            "--kafka",
+            &bootstrap,
+            "--records",
+            "3000",
+            "--batch",
+            "1000",
+            "--partitions",
+            "3",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_success(&output);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !log.contains("ERROR"),
+        "reaching the end of a partition is no error: {log}"
+    );
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.starts_with("3000 posts"), "{table}");
+    for stage in ["generate + produce", "raw consume", "end to end, local disk"] {
+        let row = table.lines().find(|l| l.starts_with(stage));
+        let rate = row.and_then(|r| r[24..].split_whitespace().nth(1)?.parse::<f64>().ok());
+        assert!(rate.is_some_and(|r| r > 0.0), "no rate for {stage}: {table}");
+    }
+    let progress = std::fs::read_to_string(dir.join("progress.ndjson")).unwrap();
+    let rows: i64 = progress
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["input_rows"]
+                .as_i64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(rows, 3000, "the end-to-end run read every post once");
+}

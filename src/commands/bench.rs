@@ -287,14 +287,15 @@ const RAW_IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// Reads the whole topic with a plain consumer, doing nothing with the records: the limit.
 /// Returns the records and their payload bytes.
 fn raw_consume(bootstrap: &str, topic: &str) -> anyhow::Result<(usize, u64)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::consumer::Consumer;
     use rdkafka::error::KafkaError;
-    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+    let mut config = rdkafka::ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{topic}-raw"))
+        // The end is the end-of-partition event: Tansu's high watermark can lag behind it.
         .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
+        .set("auto.offset.reset", "earliest");
+    let consumer = tweetlake::source::kafka::quiet_consumer(&config, &format!("bench-raw-{topic}"))?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata.topics()[0].partitions().len();
     let mut list = rdkafka::TopicPartitionList::new();

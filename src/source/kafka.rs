@@ -73,8 +73,8 @@ fn log_client_error(error: KafkaError, reason: &str) {
     }
 }
 
-/// The end probe's client: only logs real errors.
-struct ProbeContext;
+/// The client of probes and plain reads: only logs real errors.
+pub struct ProbeContext;
 
 impl ClientContext for ProbeContext {
     fn error(&self, error: KafkaError, reason: &str) {
@@ -390,7 +390,10 @@ fn prefetch_kbytes(batch_bytes: usize) -> String {
 
 /// A consumer outside the group, for lookups and probes. librdkafka needs a group id to
 /// assign partitions; this one never joins or commits.
-fn quiet_consumer(config: &ClientConfig, purpose: &str) -> Result<BaseConsumer<ProbeContext>, SourceError> {
+pub fn quiet_consumer(
+    config: &ClientConfig,
+    purpose: &str,
+) -> Result<BaseConsumer<ProbeContext>, SourceError> {
     config
         .clone()
         .set("group.id", format!("tweetlake-{purpose}"))
