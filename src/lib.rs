@@ -7,6 +7,7 @@
 pub mod config;
 pub mod decode;
 pub mod embedded;
+pub mod memory;
 pub mod modeltest;
 pub mod pipeline;
 pub mod produce;

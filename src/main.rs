@@ -202,7 +202,7 @@ struct TargetArgs {
 const QUIET_LOG: &str = "warn,deltalake_core::writer::stats=error,deltalake_core::operations::merge=error";
 
 fn main() -> ExitCode {
-    commands::limit_malloc_arenas();
+    tweetlake::memory::limit_malloc_arenas();
     let cli = Cli::parse();
     // `test` prints its own report; the per-batch lines of its runs would only bury it.
     let default_log = match cli.command {

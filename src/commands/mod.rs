@@ -32,19 +32,6 @@ pub use x::{produce_x, rules, RulesAction};
 /// The config file used when `--config` is not given, if it exists.
 const DEFAULT_CONFIG: &str = "tweetlake.toml";
 
-/// glibc gives each allocating thread its own heap arena (up to eight per core) and seldom
-/// returns their memory: the pipeline's large, short-lived Arrow buffers then fragment them,
-/// and resident memory crept from 0.7 to 2.4 GiB over a 5.5M-post drain. Two arenas per core
-/// keep it under 1 GiB at no measured cost in throughput. Call before any thread starts.
-pub fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // SAFETY: mallopt only sets an allocator parameter; no thread has allocated yet.
-        unsafe { libc::mallopt(libc::M_ARENA_MAX, (2 * cores).min(64) as libc::c_int) };
-    }
-}
-
 pub fn init_logging(filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(filter));
     tracing_subscriber::fmt()

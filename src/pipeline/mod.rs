@@ -359,6 +359,7 @@ impl<S: Source> Pipeline<S> {
             mb_per_sec: input_bytes as f64 / 1e6 / total.as_secs_f64().max(1e-9),
         };
         self.progress.report(&report);
+        crate::memory::release_freed_memory();
         Ok(report)
     }
 }
