@@ -363,3 +363,51 @@ async fn parallel_decode_equals_single_threaded_decode() {
     assert_eq!(joined(&parallel.bronze), joined(&single.bronze));
     assert_eq!(parallel.dead_letters, single.dead_letters);
 }
+
+#[tokio::test]
+async fn decode_keeps_every_record_once_in_order_across_its_chunks() {
+    let posts = synth::jsonl(
+        SynthOptions {
+            malformed_share: 0.05,
+            seed: 4,
+            ..Default::default()
+        },
+        20_000,
+    );
+    let mut source = FileSource::from_bytes("posts.jsonl", posts);
+    let limits = ReadLimits {
+        max_records: usize::MAX,
+        max_bytes: usize::MAX,
+        deadline: None,
+        until: None,
+    };
+    let start = source.initial_positions().await.unwrap();
+    let raw = source.read_next(&start, &limits).await.unwrap().records;
+    let ctx = BatchContext {
+        batch_id: 1,
+        planned_at_micros: 1,
+    };
+    let decoded = MessageDecoder::new(1 << 20).decode(&raw, ctx).unwrap();
+    assert!(
+        decoded.bronze.len() >= 3,
+        "20k records span several decode chunks"
+    );
+    let offsets = |batch: &RecordBatch| -> Vec<i64> {
+        let column = batch.column_by_name("_offset").unwrap();
+        let values = column
+            .as_any()
+            .downcast_ref::<deltalake::arrow::array::Int64Array>()
+            .unwrap();
+        values.values().to_vec()
+    };
+    let good: Vec<i64> = decoded.bronze.iter().flat_map(offsets).collect();
+    assert!(good.windows(2).all(|w| w[0] < w[1]), "bronze keeps input order");
+    let mut every: Vec<i64> = good
+        .iter()
+        .copied()
+        .chain(offsets(&decoded.dead_letters))
+        .collect();
+    every.sort_unstable();
+    assert_eq!(every, (0..20_000).collect::<Vec<i64>>(), "each record lands once");
+    assert!(decoded.dead_letters.num_rows() > 900, "the input has bad records");
+}
