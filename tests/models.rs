@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use tweetlake::decode::{bronze_schema, BatchContext, MessageDecoder};
 use tweetlake::produce::synth::{self, SynthOptions};
-use tweetlake::source::{FileSource, ReadLimits, Source};
+use tweetlake::source::FileSource;
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{session, table_reference, ModelSet, TransformError};
 
@@ -154,22 +154,15 @@ async fn shipped_models_plan_cleanly() {
 /// Runs the shipped models over `jsonl` as one batch, in memory, and returns a session where
 /// each model's output is a table.
 async fn run_shipped_models(jsonl: &[u8]) -> SessionContext {
-    let mut source = FileSource::from_bytes("posts.jsonl", jsonl.to_vec());
-    let start = source.initial_positions().await.unwrap();
-    let limits = ReadLimits {
-        max_records: usize::MAX,
-        max_bytes: usize::MAX,
-        deadline: None,
-        until: None,
-    };
-    let read = source.read_next(&start, &limits).await.unwrap();
+    let raw = FileSource::from_bytes("posts.jsonl", jsonl.to_vec())
+        .read_all()
+        .await
+        .unwrap();
     let context = BatchContext {
         batch_id: 0,
         planned_at_micros: 0,
     };
-    let decoded = MessageDecoder::new(1 << 20)
-        .decode(&read.records, context)
-        .unwrap();
+    let decoded = MessageDecoder::new(1 << 20).decode(&raw, context).unwrap();
     let models = tweetlake::embedded::models(&["dlq"]).unwrap();
     let outputs = models.run(decoded.bronze).await.unwrap();
     let ctx = session(models.companies());

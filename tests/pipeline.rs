@@ -337,15 +337,10 @@ async fn parallel_decode_equals_single_threaded_decode() {
         20_000,
     );
     posts.extend(fixture_lines());
-    let mut source = FileSource::from_bytes("posts.jsonl", posts);
-    let limits = ReadLimits {
-        max_records: usize::MAX,
-        max_bytes: usize::MAX,
-        deadline: None,
-        until: None,
-    };
-    let start = source.initial_positions().await.unwrap();
-    let raw = source.read_next(&start, &limits).await.unwrap().records;
+    let raw = FileSource::from_bytes("posts.jsonl", posts)
+        .read_all()
+        .await
+        .unwrap();
     let decoder = MessageDecoder::new(1 << 20);
     let ctx = BatchContext {
         batch_id: 7,
@@ -374,15 +369,10 @@ async fn decode_keeps_every_record_once_in_order_across_its_chunks() {
         },
         20_000,
     );
-    let mut source = FileSource::from_bytes("posts.jsonl", posts);
-    let limits = ReadLimits {
-        max_records: usize::MAX,
-        max_bytes: usize::MAX,
-        deadline: None,
-        until: None,
-    };
-    let start = source.initial_positions().await.unwrap();
-    let raw = source.read_next(&start, &limits).await.unwrap().records;
+    let raw = FileSource::from_bytes("posts.jsonl", posts)
+        .read_all()
+        .await
+        .unwrap();
     let ctx = BatchContext {
         batch_id: 1,
         planned_at_micros: 1,

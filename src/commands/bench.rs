@@ -391,15 +391,7 @@ pub async fn bench_functions(records: usize) -> anyhow::Result<()> {
     use tweetlake::transform::functions::{register_all, CompanyMap};
 
     let data: std::sync::Arc<[u8]> = synth::jsonl(SynthOptions::default(), records).into();
-    let mut source = FileSource::from_bytes("bench.jsonl", data);
-    let limits = ReadLimits {
-        max_records: usize::MAX,
-        max_bytes: usize::MAX,
-        deadline: None,
-        until: None,
-    };
-    let start = source.initial_positions().await?;
-    let raw = source.read_next(&start, &limits).await?.records;
+    let raw = FileSource::from_bytes("bench.jsonl", data).read_all().await?;
     let context = BatchContext {
         batch_id: 0,
         planned_at_micros: 0,

@@ -52,6 +52,18 @@ impl FileSource {
         Self::new(Content::Bytes(bytes.into()), name.to_string())
     }
 
+    /// Every record, as one batch: for benchmarks and tests that decode a whole file at once.
+    pub async fn read_all(&mut self) -> Result<RecordBatch, SourceError> {
+        let everything = ReadLimits {
+            max_records: usize::MAX,
+            max_bytes: usize::MAX,
+            deadline: None,
+            until: None,
+        };
+        let start = self.initial_positions().await?;
+        Ok(self.read_next(&start, &everything).await?.records)
+    }
+
     fn new(content: Content, name: String) -> Self {
         let gzip = name.ends_with(".gz");
         Self {
