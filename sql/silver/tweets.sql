@@ -30,15 +30,9 @@
 -- A post delivered twice in one batch keeps its first delivery (lowest topic, partition,
 -- offset); the text functions run after that, once per post.
 -- @partition_by: created_date
-WITH deliveries AS (
-    SELECT
-        _topic, _partition, _offset, _batch_id, _ingested_at, data, includes, matching_rules,
-        row_number() OVER (PARTITION BY data['id'] ORDER BY _topic, _partition, _offset) AS delivery
-    FROM bronze
-),
 -- The author and the place come from the message's own `includes` (find_by), the rules from
 -- its `matching_rules` (pluck, tag_value): per-row lookups, no join or aggregate over the batch.
-posts AS (
+WITH posts AS (
     SELECT
         _topic, _partition, _offset, _batch_id, _ingested_at,
         data['id'] AS id,
@@ -69,8 +63,13 @@ posts AS (
         find_by(includes['places'], 'id', data['geo']['place_id']) AS place,
         pluck(matching_rules, 'id') AS rule_ids,
         pluck(matching_rules, 'tag') AS rule_tags
-    FROM deliveries
-    WHERE delivery = 1
+    FROM bronze
+),
+-- Duplicates are found after the flattening above, so that only the columns silver keeps are
+-- sorted, not each message's whole `data` and `includes`.
+deliveries AS (
+    SELECT *, row_number() OVER (PARTITION BY id ORDER BY _topic, _partition, _offset) AS delivery
+    FROM posts
 ),
 texts AS (
     SELECT
@@ -79,7 +78,8 @@ texts AS (
         extract_hashtags(full_text) AS hashtags,
         extract_cashtags(full_text) AS cashtags,
         extract_mentions(full_text) AS mentions
-    FROM posts
+    FROM deliveries
+    WHERE delivery = 1
 ),
 scored AS (
     SELECT
