@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::{fixture_lines, lake_session, strings, synth_bad_count, synth_good_count, Project};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::compute::concat_batches;
@@ -14,8 +16,10 @@ use tweetlake::decode::{BatchContext, MessageDecoder};
 use tweetlake::embedded;
 use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
 use tweetlake::produce::synth::{self, SynthOptions};
+use tweetlake::sink::Lake;
 use tweetlake::source::{FileSource, OffsetRange, Positions, ReadLimits, Source, SourceBatch, SourceError};
-use tweetlake::transform::Materialization;
+use tweetlake::transform::functions::CompanyMap;
+use tweetlake::transform::{Materialization, ModelSet};
 
 async fn run_once<S: Source>(config: &Config, source: S) -> RunSummary {
     let models = embedded::models(&[config.dlq.table.as_str()]).unwrap();
@@ -194,6 +198,50 @@ async fn once_stops_at_the_snapshot_taken_at_start() {
 
     let summary = run_once(&config, FileSource::open(&project.posts_path()).unwrap()).await;
     assert_eq!(summary, RunSummary::default(), "nothing new: nothing runs");
+}
+
+/// A one-model set: `silver.posts` selecting `column` from each post.
+fn posts_model(column: &str) -> ModelSet {
+    let sql = format!("SELECT data['id'] AS id, {column} AS n FROM bronze");
+    let file = (
+        PathBuf::from("silver/posts.sql"),
+        "silver/posts.sql".to_string(),
+        sql,
+    );
+    ModelSet::from_sources(vec![file], CompanyMap::default(), &["dlq"]).unwrap()
+}
+
+#[tokio::test]
+async fn a_model_failing_while_bronze_is_written_leaves_each_post_once_after_the_fix() {
+    let posts = synth::jsonl(SynthOptions::default(), 200);
+    let (project, config) = project_with(&posts, "max_records_per_batch = 80");
+    let (_stop, stopped) = watch::channel(false);
+
+    // Bronze's write starts before the models run; the cast fails on the first post's text.
+    let broken = posts_model("CAST(data['text'] AS INT)");
+    let source = FileSource::open(&project.posts_path()).unwrap();
+    let mut pipeline = Pipeline::new(&config, source, broken).unwrap();
+    let error = pipeline.run(RunMode::Once, stopped.clone()).await.unwrap_err();
+    assert!(error.to_string().starts_with("silver/posts.sql: "), "{error}");
+    assert_eq!(project.count("SELECT count(*) FROM bronze").await, 80);
+    drop(pipeline);
+
+    let fixed = posts_model("length(data['text'])");
+    let source = FileSource::open(&project.posts_path()).unwrap();
+    let mut pipeline = Pipeline::new(&config, source, fixed).unwrap();
+    let summary = pipeline.run(RunMode::Once, stopped).await.unwrap();
+    assert_eq!(summary.input_rows, 200, "the failed batch is re-run");
+    assert_eq!(project.count("SELECT count(*) FROM bronze").await, 200);
+    assert_eq!(
+        project.count("SELECT count(DISTINCT _offset) FROM bronze").await,
+        200
+    );
+    let ctx = SessionContext::new();
+    let lake = Lake::new(&project.lake_uri(), &Default::default()).unwrap();
+    lake.register_table(&ctx, "silver.posts").await.unwrap();
+    let posts = "SELECT concat(count(*), ' rows, ', count(DISTINCT id), ' ids') FROM silver.posts";
+    let counts = ctx.sql(posts).await.unwrap().collect().await.unwrap();
+    assert_eq!(strings(&counts), ["200 rows, 200 ids"]);
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use crate::decode::{bronze_schema, dead_letter_schema, BatchContext, DecodeError
 use crate::sink::dead_letter_topic::DeadLetterTopic;
 use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
-use crate::transform::{ModelOutput, ModelSet, TransformError, BRONZE};
+use crate::transform::{Model, ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
 use progress::{millis, BatchReport, ProgressLog, StageDurations, TableReport};
 use retry::{Backoff, RetryPolicy};
@@ -305,24 +305,32 @@ impl<S: Source> Pipeline<S> {
         let decode_time = stage.elapsed();
         fault::point("after_decode", plan.batch_id);
 
-        let stage = Instant::now();
-        let outputs = self.models.run(decoded.bronze.clone()).await?;
-        let transform_time = stage.elapsed();
-
+        // Bronze and the dead letters are written while the models run, and each model's
+        // output as soon as it is computed: the writes use the cores the SQL leaves idle.
         let stage = Instant::now();
         let dead_letters = decoded.dead_letters.num_rows();
         if let Some(topic) = &self.dlq_topic {
             topic.publish(&decoded.dead_letters)?;
         }
-        let writes = table_writes(&self.models, decoded, outputs, &self.dlq_table);
         let batch_id = plan.batch_id;
-        let commits = self
-            .sink
-            .commit_all(writes, &plan.ranges, move |table| {
-                fault::point(&format!("after_commit:{table}"), batch_id)
-            })
-            .await?;
-        let tables = commits
+        let mut commits = self.sink.begin(&plan.ranges, move |table| {
+            fault::point(&format!("after_commit:{table}"), batch_id)
+        });
+        let bronze = decoded.bronze.clone();
+        for write in ingest_writes(decoded, &self.dlq_table) {
+            commits.start(write);
+        }
+        let transformed = self
+            .models
+            .run_each(bronze, |model, output| commits.start(model_write(model, output)))
+            .await;
+        let transform_time = stage.elapsed();
+
+        let stage = Instant::now();
+        // Awaited before a model error is returned: no commit may outlive its batch.
+        let committed = commits.finish().await;
+        transformed?;
+        let tables = committed?
             .into_iter()
             .map(|c| (c.table.clone(), table_report(c)))
             .collect();
@@ -385,7 +393,16 @@ pub fn table_writes(
     outputs: Vec<ModelOutput>,
     dlq_table: &str,
 ) -> Vec<TableWrite> {
-    let mut writes = vec![
+    let mut writes = Vec::from(ingest_writes(decoded, dlq_table));
+    for (model, output) in models.models().iter().zip(outputs) {
+        writes.push(model_write(model, output));
+    }
+    writes
+}
+
+/// The decoded batch's own tables: bronze and the dead letters.
+fn ingest_writes(decoded: Decoded, dlq_table: &str) -> [TableWrite; 2] {
+    [
         TableWrite {
             spec: TableSpec::append(BRONZE, &[INGEST_PARTITION]),
             schema: bronze_schema(),
@@ -396,20 +413,20 @@ pub fn table_writes(
             schema: dead_letter_schema(),
             batches: vec![decoded.dead_letters],
         },
-    ];
-    for (model, output) in models.models().iter().zip(outputs) {
-        let spec = TableSpec {
+    ]
+}
+
+/// One model's output as a write to its table.
+fn model_write(model: &Model, output: ModelOutput) -> TableWrite {
+    TableWrite {
+        spec: TableSpec {
             name: model.name.clone(),
             materialization: model.materialization.clone(),
             partition_by: model.partition_by.clone(),
-        };
-        writes.push(TableWrite {
-            spec,
-            schema: output.schema,
-            batches: output.batches,
-        });
+        },
+        schema: output.schema,
+        batches: output.batches,
     }
-    writes
 }
 
 impl RunSummary {

@@ -273,7 +273,7 @@ pub struct TableCommit {
     pub table: String,
     pub rows: usize,
     pub outcome: CommitOutcome,
-    /// From the start of [`DeltaSink::commit_all`] until this table's commit landed.
+    /// From [`DeltaSink::begin`] until this table's commit landed.
     pub elapsed: Duration,
 }
 
@@ -305,49 +305,91 @@ impl DeltaSink {
         &self.lake
     }
 
-    /// Writes each table's rows for the batch reading `ranges`, once, all tables side by side:
-    /// every table has its own log and its own `txn` versions, so the commits are independent
-    /// and a crash between any two of them is repaired by re-running the batch. `on_commit`
-    /// runs as each table's commit lands. After a failure the other commits still finish; the
-    /// first error is returned.
+    /// Writes each table's rows for the batch reading `ranges`, once, all tables side by side.
+    /// See [`BatchCommits`]; this starts every write at once.
     pub async fn commit_all(
         &mut self,
         writes: Vec<TableWrite>,
         ranges: &[OffsetRange],
         on_commit: impl Fn(&str) + Clone + Send + 'static,
     ) -> Result<Vec<TableCommit>, SinkError> {
-        let ranges: Arc<[OffsetRange]> = ranges.iter().filter(|r| r.end > r.start).cloned().collect();
-        let started = Instant::now();
-        let tasks: Vec<_> = writes
-            .into_iter()
-            .map(|write| {
-                let committer = TableCommitter {
-                    lake: self.lake.clone(),
-                    pipeline: self.pipeline.clone(),
-                    ranges: ranges.clone(),
-                    cached: self.tables.remove(&write.spec.name),
-                };
-                let on_commit = on_commit.clone();
-                tokio::spawn(async move {
-                    let (table, rows) = (write.spec.name.clone(), write.rows());
-                    let result = committer.commit(write).await;
-                    if result.is_ok() {
-                        on_commit(&table);
-                    }
-                    (table, rows, result, started.elapsed())
-                })
-            })
-            .collect();
-        let mut commits = Vec::with_capacity(tasks.len());
+        let mut commits = self.begin(ranges, on_commit);
+        for write in writes {
+            commits.start(write);
+        }
+        commits.finish().await
+    }
+
+    /// Opens the commits of the batch reading `ranges`: each table's write starts as soon as
+    /// its rows are handed over, while the rest of the batch is still being computed.
+    /// `on_commit` runs as each table's commit lands.
+    pub fn begin<F>(&mut self, ranges: &[OffsetRange], on_commit: F) -> BatchCommits<'_, F>
+    where
+        F: Fn(&str) + Clone + Send + 'static,
+    {
+        BatchCommits {
+            ranges: ranges.iter().filter(|r| r.end > r.start).cloned().collect(),
+            sink: self,
+            on_commit,
+            started: Instant::now(),
+            tasks: Vec::new(),
+        }
+    }
+}
+
+/// A table's commit task's result: table, rows, outcome with the table to keep, time taken.
+type CommitTaskResult = (
+    String,
+    usize,
+    Result<(CommitOutcome, Option<CachedTable>), SinkError>,
+    Duration,
+);
+
+/// One batch's table commits in flight. Every table has its own log and its own `txn`
+/// versions, so the commits are independent and a crash between any two of them is repaired by
+/// re-running the batch. [`Self::finish`] must be awaited even when the batch failed
+/// elsewhere: a commit left running could land after a re-run of the batch checked its table.
+pub struct BatchCommits<'a, F> {
+    sink: &'a mut DeltaSink,
+    ranges: Arc<[OffsetRange]>,
+    on_commit: F,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<CommitTaskResult>>,
+}
+
+impl<F: Fn(&str) + Clone + Send + 'static> BatchCommits<'_, F> {
+    /// Starts writing one table's rows in the background.
+    pub fn start(&mut self, write: TableWrite) {
+        let committer = TableCommitter {
+            lake: self.sink.lake.clone(),
+            pipeline: self.sink.pipeline.clone(),
+            ranges: self.ranges.clone(),
+            cached: self.sink.tables.remove(&write.spec.name),
+        };
+        let (on_commit, started) = (self.on_commit.clone(), self.started);
+        self.tasks.push(tokio::spawn(async move {
+            let (table, rows) = (write.spec.name.clone(), write.rows());
+            let result = committer.commit(write).await;
+            if result.is_ok() {
+                on_commit(&table);
+            }
+            (table, rows, result, started.elapsed())
+        }));
+    }
+
+    /// Waits for every started commit. After a failure the other commits still finish; the
+    /// first error is returned.
+    pub async fn finish(self) -> Result<Vec<TableCommit>, SinkError> {
+        let mut commits = Vec::with_capacity(self.tasks.len());
         let mut first_error = None;
-        for task in tasks {
+        for task in self.tasks {
             let (name, rows, result, elapsed) = task
                 .await
                 .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
             match result {
                 Ok((outcome, table)) => {
                     if let Some(table) = table.filter(|t| !at_checkpoint(&t.table)) {
-                        self.tables.insert(name.clone(), table);
+                        self.sink.tables.insert(name.clone(), table);
                     }
                     commits.push(TableCommit {
                         table: name,

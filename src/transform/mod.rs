@@ -159,17 +159,29 @@ impl ModelSet {
         &self.companies
     }
 
-    /// Runs every model over one decoded batch; outputs are in model order. The batch is cut
-    /// into one partition per core, and each model's output keeps its partitions, so every
-    /// model (and its functions) runs on all cores.
+    /// Runs every model over one decoded batch; outputs are in model order. See
+    /// [`Self::run_each`].
     pub async fn run(&self, bronze: Vec<RecordBatch>) -> Result<Vec<ModelOutput>, TransformError> {
+        let mut outputs = Vec::with_capacity(self.models.len());
+        self.run_each(bronze, |_, output| outputs.push(output)).await?;
+        Ok(outputs)
+    }
+
+    /// Runs every model over one decoded batch, in model order, handing each output to
+    /// `on_output` as soon as it is computed (so it can be written while the next model runs).
+    /// The batch is cut into one partition per core, and each model's output keeps its
+    /// partitions, so every model (and its functions) runs on all cores.
+    pub async fn run_each(
+        &self,
+        bronze: Vec<RecordBatch>,
+        mut on_output: impl FnMut(&Model, ModelOutput),
+    ) -> Result<(), TransformError> {
         let ctx = session(&self.companies);
         let schema = bronze
             .first()
             .map_or_else(crate::decode::bronze_schema, RecordBatch::schema);
         let partitions = partition(&bronze, ctx.copied_config().target_partitions());
         register(&ctx, BRONZE, schema, partitions, "<bronze>")?;
-        let mut outputs = Vec::with_capacity(self.models.len());
         for model in &self.models {
             let sql_error = |source| sql_error(model, source);
             let frame = ctx.sql(&model.sql).await.map_err(sql_error)?;
@@ -189,9 +201,9 @@ impl ModelSet {
                 &model.origin,
             )?;
             let batches = partitions.into_iter().flatten().collect();
-            outputs.push(ModelOutput { schema, batches });
+            on_output(model, ModelOutput { schema, batches });
         }
-        Ok(outputs)
+        Ok(())
     }
 
     /// Plans every model against an empty input of `bronze_schema`: type-checks the SQL and
