@@ -1,6 +1,8 @@
 //! The model DAG: ordering from the SQL's own table references, and its errors; and the
 //! shipped models over generated posts, checked against what each post's JSON says.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,9 +12,8 @@ use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use serde_json::Value;
 
-use tweetlake::decode::{bronze_schema, BatchContext, MessageDecoder};
+use tweetlake::decode::bronze_schema;
 use tweetlake::produce::synth::{self, SynthOptions};
-use tweetlake::source::FileSource;
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{session, table_reference, ModelSet, TransformError};
 
@@ -154,15 +155,7 @@ async fn shipped_models_plan_cleanly() {
 /// Runs the shipped models over `jsonl` as one batch, in memory, and returns a session where
 /// each model's output is a table.
 async fn run_shipped_models(jsonl: &[u8]) -> SessionContext {
-    let raw = FileSource::from_bytes("posts.jsonl", jsonl.to_vec())
-        .read_all()
-        .await
-        .unwrap();
-    let context = BatchContext {
-        batch_id: 0,
-        planned_at_micros: 0,
-    };
-    let decoded = MessageDecoder::new(1 << 20).decode(&raw, context).unwrap();
+    let decoded = common::decode_whole(jsonl.to_vec()).await;
     let models = tweetlake::embedded::models(&["dlq"]).unwrap();
     let outputs = models.run(decoded.bronze).await.unwrap();
     let ctx = session(models.companies());

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{fixture_lines, lake_session, strings, synth_bad_count, synth_good_count, Project};
+use common::{
+    decode_whole, fixture_lines, lake_session, strings, synth_bad_count, synth_good_count, Project,
+};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::DataType;
@@ -417,15 +419,7 @@ async fn decode_keeps_every_record_once_in_order_across_its_chunks() {
         },
         20_000,
     );
-    let raw = FileSource::from_bytes("posts.jsonl", posts)
-        .read_all()
-        .await
-        .unwrap();
-    let ctx = BatchContext {
-        batch_id: 1,
-        planned_at_micros: 1,
-    };
-    let decoded = MessageDecoder::new(1 << 20).decode(&raw, ctx).unwrap();
+    let decoded = decode_whole(posts).await;
     assert!(
         decoded.bronze.len() >= 3,
         "20k records span several decode chunks"

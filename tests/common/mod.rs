@@ -12,7 +12,9 @@ use deltalake::datafusion::prelude::SessionContext;
 use tempfile::TempDir;
 
 use tweetlake::config::Config;
+use tweetlake::decode::{BatchContext, Decoded, MessageDecoder};
 use tweetlake::sink::Lake;
+use tweetlake::source::FileSource;
 
 /// Every child process gets this long before the test fails.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
@@ -192,6 +194,19 @@ pub fn strings(batches: &[RecordBatch]) -> Vec<String> {
         out.extend((0..values.len()).map(|i| values.value(i).to_string()));
     }
     out
+}
+
+/// `jsonl` read whole and decoded as batch 0, on one thread (messages up to 1 MiB).
+pub async fn decode_whole(jsonl: Vec<u8>) -> Decoded {
+    let raw = FileSource::from_bytes("posts.jsonl", jsonl)
+        .read_all()
+        .await
+        .unwrap();
+    let ctx = BatchContext {
+        batch_id: 0,
+        planned_at_micros: 0,
+    };
+    MessageDecoder::new(1 << 20).decode(&raw, ctx).unwrap()
 }
 
 /// Lines of a JSONL text that are synthetic good posts (malformed ones lack the annotations).
