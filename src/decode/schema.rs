@@ -55,7 +55,15 @@ fn span(mut fields: Vec<Field>) -> Vec<Field> {
     fields
 }
 
-fn entities(with_annotations: bool) -> Field {
+/// Which entities a text carries: a post's own text has X's named-entity annotations, a long
+/// post's `note_tweet` does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Annotations {
+    Included,
+    Omitted,
+}
+
+fn entities(annotations: Annotations) -> Field {
     let mut fields = vec![
         list_of_structs("hashtags", span(vec![utf8("tag")])),
         list_of_structs("cashtags", span(vec![utf8("tag")])),
@@ -74,7 +82,7 @@ fn entities(with_annotations: bool) -> Field {
             ]),
         ),
     ];
-    if with_annotations {
+    if annotations == Annotations::Included {
         fields.push(list_of_structs(
             "annotations",
             span(vec![
@@ -109,7 +117,7 @@ fn tweet_fields() -> Vec<Field> {
         utf8("reply_settings"),
         utf8("source"),
         structure("geo", vec![utf8("place_id"), point("coordinates")]),
-        entities(true),
+        entities(Annotations::Included),
         structure(
             "public_metrics",
             vec![
@@ -122,7 +130,7 @@ fn tweet_fields() -> Vec<Field> {
             ],
         ),
         list_of_structs("referenced_tweets", vec![utf8("type"), utf8("id")]),
-        structure("note_tweet", vec![utf8("text"), entities(false)]),
+        structure("note_tweet", vec![utf8("text"), entities(Annotations::Omitted)]),
         structure(
             "attachments",
             vec![

@@ -125,15 +125,12 @@ impl CompanyMap {
     }
 
     /// The company of the first alias in `words`, trying the longest alias first at each word.
-    ///
-    /// A word with a sigil also matches its bare alias (`#Apple` matches `apple`). If `tag`, a
-    /// bare word also matches as a cashtag, then as a hashtag (`aapl` matches `$aapl`), as the
-    /// extract functions return tags without their sigil.
-    fn find(&self, words: &StringList, key: &mut String, tag: bool) -> Option<&str> {
+    /// A word with a sigil also matches its bare alias (`#Apple` matches `apple`).
+    fn find(&self, words: &StringList, key: &mut String, input: Words) -> Option<&str> {
         for start in 0..words.len() {
             for count in (1..=self.aliases.longest.min(words.len() - start)).rev() {
                 let found = if count == 1 {
-                    self.find_word(words.get(start), key, tag)
+                    self.find_word(words.get(start), key, input)
                 } else {
                     key.clear();
                     for (i, word) in words.iter().skip(start).take(count).enumerate() {
@@ -150,14 +147,14 @@ impl CompanyMap {
         None
     }
 
-    fn find_word(&self, word: &str, key: &mut String, tag: bool) -> Option<&str> {
+    fn find_word(&self, word: &str, key: &mut String, input: Words) -> Option<&str> {
         if let Some(company) = self.get(word) {
             return Some(company);
         }
         if let Some(bare) = word.strip_prefix(['$', '#']) {
             return self.get(bare);
         }
-        if !tag {
+        if input == Words::Text {
             return None;
         }
         ['$', '#'].into_iter().find_map(|sigil| {
@@ -246,21 +243,33 @@ struct Matcher {
     key: String,
 }
 
+/// What the words being matched are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Words {
+    /// A post's text.
+    Text,
+    /// Tags without their sigil, as the extract functions return them: a bare word also
+    /// matches as a cashtag, then as a hashtag (`aapl` matches `$aapl`).
+    Tags,
+}
+
 impl Matcher {
-    fn company<'a>(&mut self, companies: &'a CompanyMap, text: &str, tag: bool) -> Option<&'a str> {
+    fn company<'a>(&mut self, companies: &'a CompanyMap, text: &str, input: Words) -> Option<&'a str> {
         split_words(decode_entities(text, &mut self.decoded), &mut self.words);
-        companies.find(&self.words, &mut self.key, tag)
+        companies.find(&self.words, &mut self.key, input)
     }
 }
 
 fn of_texts(companies: &CompanyMap, texts: &ArrayRef) -> Result<ArrayRef> {
     let mut matcher = Matcher::default();
-    map_text(texts, |text, out| match matcher.company(companies, text, false) {
-        Some(company) => {
-            out.push_str(company);
-            true
+    map_text(texts, |text, out| {
+        match matcher.company(companies, text, Words::Text) {
+            Some(company) => {
+                out.push_str(company);
+                true
+            }
+            None => false,
         }
-        None => false,
     })
 }
 
@@ -272,7 +281,7 @@ fn of_lists(companies: &CompanyMap, lists: &ListArray) -> Result<ArrayRef> {
     let mut builder = StringBuilder::with_capacity(lists.len(), 0);
     for (row, range) in lists.value_offsets().windows(2).enumerate() {
         let elements = (range[0] as usize..range[1] as usize).filter(|&i| tags.is_valid(i));
-        let mut found = elements.filter_map(|i| matcher.company(companies, tags.value(i), true));
+        let mut found = elements.filter_map(|i| matcher.company(companies, tags.value(i), Words::Tags));
         builder.append_option(found.next().filter(|_| lists.is_valid(row)));
     }
     Ok(Arc::new(builder.finish()))
@@ -285,8 +294,8 @@ mod tests {
     const CSV: &str = "alias,company_id\n$aapl,AAPL\n#apple,AAPL\napple,AAPL\n\n$brk.b,BRK\n\
                        bank of america,BAC\nbank,BANKCO\nAT&T,T\nMcDonald's,MCD\n#日本,JP\n";
 
-    fn company(map: &CompanyMap, text: &str, tag: bool) -> Option<String> {
-        Matcher::default().company(map, text, tag).map(str::to_string)
+    fn company(map: &CompanyMap, text: &str, input: Words) -> Option<String> {
+        Matcher::default().company(map, text, input).map(str::to_string)
     }
 
     #[test]
@@ -301,17 +310,24 @@ mod tests {
             "#APPLE rocks",
             "Apple's",
         ] {
-            assert_eq!(company(&map, text, false).as_deref(), Some("AAPL"), "{text}");
+            assert_eq!(
+                company(&map, text, Words::Text).as_deref(),
+                Some("AAPL"),
+                "{text}"
+            );
         }
-        assert_eq!(company(&map, "AT&amp;T earnings", false).as_deref(), Some("T"));
-        assert_eq!(company(&map, "$BRK.B", false).as_deref(), Some("BRK"));
         assert_eq!(
-            company(&map, "at McDonald's today", false).as_deref(),
+            company(&map, "AT&amp;T earnings", Words::Text).as_deref(),
+            Some("T")
+        );
+        assert_eq!(company(&map, "$BRK.B", Words::Text).as_deref(), Some("BRK"));
+        assert_eq!(
+            company(&map, "at McDonald's today", Words::Text).as_deref(),
             Some("MCD")
         );
-        assert_eq!(company(&map, "#日本", false).as_deref(), Some("JP"));
+        assert_eq!(company(&map, "#日本", Words::Text).as_deref(), Some("JP"));
         for text in ["", "aapl", "pineapple", "🚀", "مرحبا"] {
-            assert_eq!(company(&map, text, false), None, "{text}");
+            assert_eq!(company(&map, text, Words::Text), None, "{text}");
         }
     }
 
@@ -319,15 +335,15 @@ mod tests {
     fn the_first_and_longest_alias_wins() {
         let map = CompanyMap::from_csv_str(CSV).unwrap();
         assert_eq!(
-            company(&map, "Bank of America vs $AAPL", false).as_deref(),
+            company(&map, "Bank of America vs $AAPL", Words::Text).as_deref(),
             Some("BAC")
         );
         assert_eq!(
-            company(&map, "the bank of england", false).as_deref(),
+            company(&map, "the bank of england", Words::Text).as_deref(),
             Some("BANKCO")
         );
         assert_eq!(
-            company(&map, "apple and bank of america", false).as_deref(),
+            company(&map, "apple and bank of america", Words::Text).as_deref(),
             Some("AAPL")
         );
     }
@@ -335,9 +351,9 @@ mod tests {
     #[test]
     fn bare_tags_match_sigil_aliases() {
         let map = CompanyMap::from_csv_str("alias,company_id\n$tsla,TSLA\n#cybertruck,TSLA\n").unwrap();
-        assert_eq!(company(&map, "tsla", true).as_deref(), Some("TSLA"));
-        assert_eq!(company(&map, "cybertruck", true).as_deref(), Some("TSLA"));
-        assert_eq!(company(&map, "tsla", false), None);
+        assert_eq!(company(&map, "tsla", Words::Tags).as_deref(), Some("TSLA"));
+        assert_eq!(company(&map, "cybertruck", Words::Tags).as_deref(), Some("TSLA"));
+        assert_eq!(company(&map, "tsla", Words::Text), None);
     }
 
     #[test]
@@ -360,7 +376,7 @@ mod tests {
     fn the_shipped_list_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql/companies.csv");
         let map = CompanyMap::load(&path).unwrap();
-        assert_eq!(company(&map, "$NVDA", false).as_deref(), Some("NVDA"));
-        assert_eq!(company(&map, "#iphone", false).as_deref(), Some("AAPL"));
+        assert_eq!(company(&map, "$NVDA", Words::Text).as_deref(), Some("NVDA"));
+        assert_eq!(company(&map, "#iphone", Words::Text).as_deref(), Some("AAPL"));
     }
 }

@@ -106,7 +106,11 @@ fn extractor(name: &'static str, wanted: Kind) -> ScalarUDF {
                     if let Piece::Entity { kind, value, .. } = piece {
                         if kind == wanted {
                             // URL paths are case-sensitive; usernames and tags are not.
-                            found.push_distinct(value, kind != Kind::Url);
+                            let case = match kind {
+                                Kind::Url => Case::Keep,
+                                _ => Case::Fold,
+                            };
+                            found.push_distinct(value, case);
                         }
                     }
                 }
@@ -114,6 +118,13 @@ fn extractor(name: &'static str, wanted: Kind) -> ScalarUDF {
             })
         }),
     )
+}
+
+/// Whether a list keeps its strings' case or lower-cases them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Keep,
+    Fold,
 }
 
 /// Strings one after another in one reused buffer, so a row's list costs no allocation.
@@ -135,12 +146,12 @@ impl StringList {
         self.ends.push(self.text.len());
     }
 
-    /// Appends `value` (lower-cased if asked) unless the list already holds it.
-    fn push_distinct(&mut self, value: &str, lowercase: bool) {
+    /// Appends `value` (lower-cased for [`Case::Fold`]) unless the list already holds it.
+    fn push_distinct(&mut self, value: &str, case: Case) {
         let (start, earlier) = (self.text.len(), self.len());
-        self.push_with(|text| match lowercase {
-            true => push_lowercase(text, value),
-            false => text.push_str(value),
+        self.push_with(|text| match case {
+            Case::Fold => push_lowercase(text, value),
+            Case::Keep => text.push_str(value),
         });
         if self.iter().take(earlier).any(|seen| seen == &self.text[start..]) {
             self.text.truncate(start);
@@ -563,13 +574,13 @@ mod tests {
     fn distinct_keeps_first_appearances() {
         let mut found = StringList::default();
         for value in ["B", "a", "b", "c", "A", "é", "É"] {
-            found.push_distinct(value, true);
+            found.push_distinct(value, Case::Fold);
         }
         assert_eq!(found.iter().collect::<Vec<_>>(), ["b", "a", "c", "é"]);
         found.clear();
         assert_eq!(found.len(), 0);
-        found.push_distinct("Case", false);
-        found.push_distinct("case", false);
+        found.push_distinct("Case", Case::Keep);
+        found.push_distinct("case", Case::Keep);
         assert_eq!(found.iter().collect::<Vec<_>>(), ["Case", "case"]);
     }
 }
