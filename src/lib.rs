@@ -2,16 +2,23 @@
 //! Delta Lake tables, exactly once.
 //!
 //! The modules follow the data: [`source`] -> [`decode`] -> [`transform`] -> [`sink`], driven by
-//! [`pipeline`]; [`repl`] queries the lake.
+//! [`pipeline`], into the [`lake`]; [`repl`] queries the lake, [`produce`] feeds Kafka. [`kafka`]
+//! is the one way every component reaches Kafka, [`dlq`] where records that fail to decode go.
+//! Each component owns its configuration type; [`config`] only composes them and loads the
+//! file and the environment.
 
 pub mod config;
 pub mod decode;
+pub mod dlq;
 pub mod embedded;
+pub mod kafka;
+pub mod lake;
 pub mod memory;
 pub mod modeltest;
 pub mod pipeline;
 pub mod produce;
 pub mod repl;
+pub mod settings;
 pub mod sink;
 pub mod source;
 pub mod transform;

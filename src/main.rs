@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tweetlake::pipeline::RunMode;
 use tweetlake::repl::Format;
 
 /// Stream X (Twitter) posts through SQL models into Delta Lake, exactly once.
@@ -217,7 +218,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Demo { lake, sql } => commands::demo(&lake, sql.as_deref()).await,
-            Command::Run { once } => commands::run(cli.config.as_deref(), once).await,
+            Command::Run { once } => {
+                let mode = match once {
+                    true => RunMode::Once,
+                    false => RunMode::Continuous,
+                };
+                commands::run(cli.config.as_deref(), mode).await
+            }
             Command::Sql {
                 execute,
                 file,
@@ -229,7 +236,13 @@ fn main() -> ExitCode {
             }
             Command::Plan => commands::plan(cli.config.as_deref()).await,
             Command::Test => commands::test(cli.config.as_deref()).await,
-            Command::Init { dir, force } => commands::init(&dir, force),
+            Command::Init { dir, force } => {
+                let existing = match force {
+                    true => commands::Existing::Overwrite,
+                    false => commands::Existing::Keep,
+                };
+                commands::init(&dir, existing)
+            }
             Command::Produce { what } => produce(what, cli.config.as_deref()).await,
             Command::Bench {
                 records,
@@ -277,10 +290,10 @@ async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow
     let kafka_config = |bootstrap: &Option<String>, topic: &Option<String>| -> anyhow::Result<_> {
         let mut config = commands::load_config(config_path)?;
         if let Some(bootstrap) = bootstrap {
-            config.source.bootstrap_servers = bootstrap.clone();
+            config.source.kafka.connection.bootstrap_servers = bootstrap.clone();
         }
         if let Some(topic) = topic {
-            config.source.topic = topic.clone();
+            config.source.kafka.topic = topic.clone();
         }
         Ok(config)
     };

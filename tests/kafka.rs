@@ -465,7 +465,8 @@ struct OwnBroker {
 }
 
 impl OwnBroker {
-    fn start() -> Option<Self> {
+    /// A broker started with `extra` arguments besides its listener and storage.
+    fn start(extra: &[&str]) -> Option<Self> {
         let tansu = std::env::var("TWEETLAKE_TEST_TANSU_BIN").ok().or_else(|| {
             assert!(
                 std::env::var("CI").as_deref() != Ok("true"),
@@ -487,6 +488,7 @@ impl OwnBroker {
                 "--storage-engine",
                 "memory://tansu/",
             ])
+            .args(extra)
             .arg(format!("--listener-url=tcp://127.0.0.1:{port}"))
             .arg(format!(
                 "--advertised-listener-url=tcp://127.0.0.1:{}",
@@ -520,7 +522,9 @@ async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
     if kafka_bootstrap().is_none() {
         return;
     }
-    let Some(broker) = OwnBroker::start() else { return };
+    let Some(broker) = OwnBroker::start(&[]) else {
+        return;
+    };
     let bootstrap = broker.bootstrap();
     let topic = format!("posts-{}", unique_suffix());
     create_topic(&bootstrap, &topic, PARTITIONS).await;
@@ -557,6 +561,87 @@ async fn the_run_resumes_after_the_broker_is_unreachable_for_a_while() {
         "the runner lost the broker during the outage: {stderr}"
     );
     assert_exactly_once(&lake, &BTreeMap::new(), &everything).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_credentials_stop_the_run_at_once_with_one_line_naming_the_fix() {
+    if kafka_bootstrap().is_none() {
+        return;
+    }
+    // A broker that requires SASL (Tansu offers SCRAM only) asked for PLAIN: the handshake is
+    // refused, which only a change of settings can fix, so the run must not retry it.
+    let Some(broker) = OwnBroker::start(&["--authentication"]) else {
+        return;
+    };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(&broker.bootstrap(), "posts", &lake, &BTreeMap::new(), "");
+    let sasl = [
+        (
+            "TWEETLAKE_SOURCE__KAFKA_OPTIONS__security.protocol",
+            "SASL_PLAINTEXT",
+        ),
+        ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.mechanism", "PLAIN"),
+        ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.username", "nobody"),
+        ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.password", "not-a-password"),
+    ];
+    let output = project.run(&["run", "--once"], &sasl);
+    let line = error_line(&output);
+    assert!(line.contains("refused the credentials"), "{line}");
+    assert!(line.contains("source.kafka_options"), "{line}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("retrying"), "a refusal is not retried: {stderr}");
+    assert!(
+        !stderr.contains("not-a-password"),
+        "the password is never shown: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dead_letter_topic_is_published_with_the_sources_kafka_options() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let name = format!("posts-{}", unique_suffix());
+    create_topic(&bootstrap, &name, 1).await;
+    // One dead letter of 3 KB; the source's options cap produced messages at 2 KB, which only
+    // a publisher given those options refuses.
+    let mut lines = posts(20, 7);
+    lines.extend_from_slice(format!("{{\"data\": {}\n", "x".repeat(3000)).as_bytes());
+    produce_lines(&bootstrap, &name, 1, &lines).await;
+    let dlq_topic = format!("{name}-dlq");
+    create_topic(&bootstrap, &dlq_topic, 1).await;
+    let project = Project::new();
+    let settings = format!("\n[dlq]\nkafka_topic = {dlq_topic:?}");
+    project.write_kafka_config(
+        &bootstrap,
+        &name,
+        &project.lake_uri(),
+        &BTreeMap::new(),
+        &settings,
+    );
+
+    let capped = [("TWEETLAKE_SOURCE__KAFKA_OPTIONS__message.max.bytes", "2000")];
+    let output = project.run(&["run", "--once"], &capped);
+    let line = error_line(&output);
+    assert!(line.contains("dead-letter topic"), "{line}");
+    assert!(line.contains("too large"), "{line}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("retrying"),
+        "a refused setting is not retried: {stderr}"
+    );
+
+    // Without the cap the same run goes through: the failure came from the option.
+    assert_success(&project.run(&["run", "--once"], &[]));
+    // At least once: a dead letter queued before the failure may be there twice.
+    let published = common::kafka::read_all(&bootstrap, &dlq_topic);
+    let keys: std::collections::BTreeSet<&String> = published.iter().map(|(key, _)| key).collect();
+    assert_eq!(
+        keys.len() as i64,
+        synth_bad_count(&lines),
+        "every dead letter published"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

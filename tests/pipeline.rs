@@ -16,16 +16,16 @@ use tokio::sync::watch;
 use tweetlake::config::Config;
 use tweetlake::decode::{BatchContext, MessageDecoder};
 use tweetlake::embedded;
-use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
+use tweetlake::lake::Lake;
+use tweetlake::pipeline::{RunMode, RunSummary};
 use tweetlake::produce::synth::{self, SynthOptions};
-use tweetlake::sink::Lake;
 use tweetlake::source::{FileSource, OffsetRange, Positions, ReadLimits, Source, SourceBatch, SourceError};
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{Materialization, ModelSet};
 
 async fn run_once<S: Source>(config: &Config, source: S) -> RunSummary {
     let models = embedded::models(&[config.dlq.table.as_str()]).unwrap();
-    let mut pipeline = Pipeline::new(config, source, models).unwrap();
+    let mut pipeline = config.build_pipeline(source, models).unwrap();
     let (_stop, stopped) = watch::channel(false);
     pipeline.run(RunMode::Once, stopped).await.unwrap()
 }
@@ -222,7 +222,7 @@ async fn a_model_failing_while_bronze_is_written_leaves_each_post_once_after_the
     // Bronze's write starts before the models run; the cast fails on the first post's text.
     let broken = posts_model("CAST(data['text'] AS INT)");
     let source = FileSource::open(&project.posts_path()).unwrap();
-    let mut pipeline = Pipeline::new(&config, source, broken).unwrap();
+    let mut pipeline = config.build_pipeline(source, broken).unwrap();
     let error = pipeline.run(RunMode::Once, stopped.clone()).await.unwrap_err();
     assert!(error.to_string().starts_with("silver/posts.sql: "), "{error}");
     assert_eq!(project.count("SELECT count(*) FROM bronze").await, 80);
@@ -230,7 +230,7 @@ async fn a_model_failing_while_bronze_is_written_leaves_each_post_once_after_the
 
     let fixed = posts_model("length(data['text'])");
     let source = FileSource::open(&project.posts_path()).unwrap();
-    let mut pipeline = Pipeline::new(&config, source, fixed).unwrap();
+    let mut pipeline = config.build_pipeline(source, fixed).unwrap();
     let summary = pipeline.run(RunMode::Once, stopped).await.unwrap();
     assert_eq!(summary.input_rows, 200, "the failed batch is re-run");
     assert_eq!(project.count("SELECT count(*) FROM bronze").await, 200);

@@ -12,7 +12,8 @@ use deltalake::arrow::array::{Int64Array, RecordBatch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
-use tweetlake::sink::{DeltaSink, Lake, TableSpec, TableWrite};
+use tweetlake::lake::Lake;
+use tweetlake::sink::{DeltaSink, TableSpec, TableWrite};
 use tweetlake::source::OffsetRange;
 
 /// Every expectation fails the test after this long.

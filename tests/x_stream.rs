@@ -11,10 +11,11 @@ use common::kafka::{create_topic, read_records};
 use common::{kafka_bootstrap, unique_suffix, wait_bounded, Project};
 use fake_x::{End, FakeX, Reply};
 use serde_json::json;
-use tweetlake::config::{Config, XConfig};
-use tweetlake::produce::kafka::PublishError;
+use tweetlake::config::Config;
+use tweetlake::kafka::PublishError;
 use tweetlake::produce::x::backoff::Clock;
 use tweetlake::produce::x::publish::{Publish, StreamProducer, StreamSettings, StreamStats};
+use tweetlake::produce::x::XConfig;
 use tweetlake::produce::x::{rules, XApi, XError};
 
 const TOKEN: &str = "AAAAtest%2Ftoken";
@@ -31,7 +32,7 @@ fn posts() -> Vec<Vec<u8>> {
 }
 
 fn id_of(post: &[u8]) -> String {
-    tweetlake::produce::kafka::post_id(post).unwrap()
+    tweetlake::produce::post_id(post).unwrap()
 }
 
 /// A message as X frames it: the JSON and `\r\n`.
@@ -287,7 +288,7 @@ async fn a_sync_validates_first_then_deletes_stale_rules_and_adds_missing_ones()
     let api = XApi::new(&x_config(&fake, companies())).unwrap();
     let desired = rules::company_rules(&x_config(&fake, companies())).unwrap();
 
-    let plan = rules::sync(&api, &desired, true).await.unwrap();
+    let plan = rules::sync(&api, &desired, rules::SyncMode::Apply).await.unwrap();
     assert_eq!((plan.keep.len(), plan.add.len(), plan.delete.len()), (1, 2, 2));
     let path = fake_x::RULES;
     let delete = json!({"delete": {"ids": [ids[1], ids[2]]}});
@@ -322,7 +323,7 @@ async fn a_sync_validates_first_then_deletes_stale_rules_and_adds_missing_ones()
     assert_eq!(now, wanted);
 
     let before = fake.requests().len();
-    let again = rules::sync(&api, &desired, true).await.unwrap();
+    let again = rules::sync(&api, &desired, rules::SyncMode::Apply).await.unwrap();
     assert!(again.is_empty(), "{again:?}");
     assert!(
         fake.requests()[before..].iter().all(|r| r.method == "GET"),
@@ -340,9 +341,13 @@ async fn a_rule_x_rejects_changes_nothing_and_the_error_says_why() {
         "[x.companies.A]\ncashtags = [\"A\"]\n[x.companies.B]\nhashtags = [\"bad\"]\n",
     );
     let api = XApi::new(&config).unwrap();
-    let error = rules::sync(&api, &rules::company_rules(&config).unwrap(), true)
-        .await
-        .unwrap_err();
+    let error = rules::sync(
+        &api,
+        &rules::company_rules(&config).unwrap(),
+        rules::SyncMode::Apply,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, XError::RulesRejected { .. }), "{error:?}");
     let text = error.to_string();
     assert!(

@@ -7,10 +7,11 @@ use tokio::sync::watch;
 use tweetlake::config::Config;
 use tweetlake::decode::{BatchContext, MessageDecoder};
 use tweetlake::embedded;
-use tweetlake::pipeline::{table_writes, Pipeline, RunMode};
-use tweetlake::produce::kafka::KafkaPublisher;
+use tweetlake::kafka::KafkaPublisher;
+use tweetlake::lake::Lake;
+use tweetlake::pipeline::{table_writes, RunMode};
 use tweetlake::produce::synth::{self, SynthOptions};
-use tweetlake::sink::{DeltaSink, Lake};
+use tweetlake::sink::DeltaSink;
 use tweetlake::source::{FileSource, KafkaSource, Positions, ReadLimits, Source};
 
 /// Throughput of one stage over the whole data set.
@@ -47,7 +48,7 @@ pub async fn bench(records: usize, batch: usize, dir: Option<&Path>) -> anyhow::
     config.lake.uri = dir.join("end_to_end").display().to_string();
     config.pipeline.progress_log = dir.join("progress.ndjson").display().to_string();
     let source = FileSource::from_bytes("bench.jsonl", data.clone());
-    let mut pipeline = Pipeline::new(&config, source, models)?;
+    let mut pipeline = config.build_pipeline(source, models)?;
     let (_stop, stopped) = watch::channel(false);
     let started = Instant::now();
     let summary = pipeline.run(RunMode::Once, stopped).await?;
@@ -178,8 +179,8 @@ pub async fn bench_kafka(
         None => format!("tweetlake-bench-{}", std::process::id()),
     };
     let mut config = Config::default();
-    config.source.bootstrap_servers = kafka.bootstrap.to_string();
-    config.source.topic = topic.clone();
+    config.source.kafka.connection.bootstrap_servers = kafka.bootstrap.to_string();
+    config.source.kafka.topic = topic.clone();
     config.pipeline.max_records_per_batch = batch;
     config.pipeline.progress_log = dir.join("progress.ndjson").display().to_string();
     std::fs::create_dir_all(&dir)?;
@@ -191,7 +192,7 @@ pub async fn bench_kafka(
         eprintln!("generating and producing {records} synthetic posts to {topic}...");
         let started = Instant::now();
         tokio::task::spawn_blocking({
-            let publisher = KafkaPublisher::connect(kafka.bootstrap, &topic, &Default::default())?;
+            let publisher = KafkaPublisher::connect(&config.source.kafka.connection, &topic)?;
             move || produce_synthetic(&publisher, records)
         })
         .await??;
@@ -228,15 +229,15 @@ pub async fn bench_kafka(
     for (name, uri) in lakes {
         config.lake.uri = uri;
         config.pipeline.name = format!("bench-{}", name.replace(' ', "-"));
-        config.source.group_id = format!("{topic}-{}", config.pipeline.name);
+        config.source.kafka.group_id = format!("{topic}-{}", config.pipeline.name);
         let source = KafkaSource::connect(
-            &config.source,
+            &config.source.kafka,
             config.pipeline.max_bytes_per_batch,
             "tweetlake-bench",
         )
         .await?;
         let models = embedded::models(&[config.dlq.table.as_str()])?;
-        let mut pipeline = Pipeline::new(&config, source, models)?;
+        let mut pipeline = config.build_pipeline(source, models)?;
         let (_stop, stopped) = watch::channel(false);
         let started = Instant::now();
         let summary = pipeline.run(RunMode::Once, stopped).await?;
@@ -295,7 +296,8 @@ fn raw_consume(bootstrap: &str, topic: &str) -> anyhow::Result<(usize, u64)> {
         // The end is the end-of-partition event: Tansu's high watermark can lag behind it.
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest");
-    let consumer = tweetlake::source::kafka::quiet_consumer(&config, &format!("bench-raw-{topic}"))?;
+    let consumer =
+        tweetlake::source::kafka::quiet_consumer(&config, &format!("bench-raw-{topic}"), Default::default())?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = metadata.topics()[0].partitions().len();
     let mut list = rdkafka::TopicPartitionList::new();

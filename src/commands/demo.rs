@@ -5,7 +5,6 @@ use deltalake::datafusion::prelude::SessionContext;
 use tweetlake::config::Config;
 use tweetlake::embedded;
 use tweetlake::pipeline::RunMode;
-use tweetlake::sink::Lake;
 use tweetlake::source::FileSource;
 
 use super::{print_query, run::run_pipeline};
@@ -32,7 +31,7 @@ pub async fn demo(lake: &Path, sql: Option<&Path>) -> anyhow::Result<()> {
         summary.dead_letters,
         lake.display()
     );
-    let lake = Lake::new(&config.lake.uri, &config.lake.storage_options)?;
+    let lake = config.lake.open()?;
     let ctx = SessionContext::new();
     for table in ["bronze", "silver.tweets", "gold.company_minute", "dlq"] {
         lake.register_table(&ctx, table).await?;

@@ -4,10 +4,17 @@ use anyhow::{bail, Context};
 
 use tweetlake::embedded;
 
-/// Writes the editable project; refuses to overwrite a file unless `force`.
-pub fn init(dir: &Path, force: bool) -> anyhow::Result<()> {
+/// What `init` does with files that already exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Keep,
+    Overwrite,
+}
+
+/// Writes the editable project; refuses to overwrite a file unless told to.
+pub fn init(dir: &Path, existing_files: Existing) -> anyhow::Result<()> {
     let files = embedded::project_files();
-    if !force {
+    if existing_files == Existing::Keep {
         let existing: Vec<String> = files
             .iter()
             .map(|(p, _)| dir.join(p))

@@ -22,7 +22,7 @@ use tweetlake::transform::ModelSet;
 
 pub use bench::{bench, bench_functions, bench_kafka, KafkaBench};
 pub use demo::demo;
-pub use init::init;
+pub use init::{init, Existing};
 pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
 pub use sql::{sql, SqlScript};

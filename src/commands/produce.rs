@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use tweetlake::config::Config;
-use tweetlake::produce::kafka::{post_id, KafkaPublisher};
+use tweetlake::kafka::KafkaPublisher;
+use tweetlake::produce::post_id;
 use tweetlake::produce::synth::{Synth, SynthOptions};
 
 /// Where produced messages go.
@@ -97,20 +98,14 @@ fn write_lines(messages: &mut dyn Iterator<Item = Vec<u8>>, out: impl Write) -> 
     out.flush().context("write messages")
 }
 
-/// A publisher to the configured topic: `source.bootstrap_servers`, `source.topic`, with
-/// `source.kafka_options`.
+/// A publisher to the configured topic (`source.topic`) over the source's connection.
 pub fn kafka_publisher(config: &Config) -> anyhow::Result<KafkaPublisher> {
-    let source = &config.source;
-    Ok(KafkaPublisher::connect(
-        &source.bootstrap_servers,
-        &source.topic,
-        &source.kafka_options,
-    )?)
+    let kafka = &config.source.kafka;
+    Ok(KafkaPublisher::connect(&kafka.connection, &kafka.topic)?)
 }
 
 /// Publishes to the configured topic, key = post id; reports throughput every few seconds.
 fn publish(messages: &mut dyn Iterator<Item = Vec<u8>>, config: &Config) -> anyhow::Result<()> {
-    let source = &config.source;
     let publisher = kafka_publisher(config)?;
     let started = Instant::now();
     let mut last_report = started;
@@ -135,7 +130,7 @@ fn publish(messages: &mut dyn Iterator<Item = Vec<u8>>, config: &Config) -> anyh
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{delivered} messages delivered to {} in {secs:.1} s ({:.0} messages/s, {:.1} MB/s)",
-        source.topic,
+        config.source.kafka.topic,
         delivered as f64 / secs,
         bytes as f64 / 1e6 / secs
     );

@@ -4,27 +4,30 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 use deltalake::arrow::datatypes::{DataType, Schema};
-use tweetlake::config::{Config, SourceKind};
+use tweetlake::config::Config;
 use tweetlake::decode::{bronze_schema, dead_letter_schema};
-use tweetlake::pipeline::{Pipeline, RunMode, RunSummary};
-use tweetlake::source::{FileSource, KafkaSource, Source};
+use tweetlake::pipeline::{RunMode, RunSummary};
+use tweetlake::source::{FileSource, KafkaSource, Source, SourceKind};
 use tweetlake::transform::{Materialization, BRONZE};
 
 use super::{load_config, load_models};
 
-pub async fn run(config_path: Option<&Path>, once: bool) -> anyhow::Result<()> {
+pub async fn run(config_path: Option<&Path>, mode: RunMode) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
-    let mode = if once { RunMode::Once } else { RunMode::Continuous };
     let summary = match config.source.kind {
         SourceKind::File => {
-            let source = FileSource::open(&config.source.path)
+            let source = FileSource::open(&config.source.file.path)
                 .with_context(|| "source.path (set it in tweetlake.toml or TWEETLAKE_SOURCE__PATH)")?;
             run_pipeline(&config, source, mode).await?
         }
         SourceKind::Kafka => {
             let client_id = format!("tweetlake-{}", config.pipeline.name);
-            let source =
-                KafkaSource::connect(&config.source, config.pipeline.max_bytes_per_batch, &client_id).await?;
+            let source = KafkaSource::connect(
+                &config.source.kafka,
+                config.pipeline.max_bytes_per_batch,
+                &client_id,
+            )
+            .await?;
             run_pipeline(&config, source, mode).await?
         }
     };
@@ -50,7 +53,7 @@ pub async fn run_pipeline<S: Source>(
         source.describe(),
         config.lake.uri
     );
-    let mut pipeline = Pipeline::new(config, source, models)?;
+    let mut pipeline = config.build_pipeline(source, models)?;
     let (stop, stopped) = watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {

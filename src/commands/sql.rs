@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use tweetlake::repl::{self, Format, Options, Session};
-use tweetlake::sink::Lake;
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::COMPANIES_FILE;
 
@@ -44,7 +43,7 @@ pub async fn sql(
     output: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
-    let lake = Lake::new(&config.lake.uri, &config.lake.storage_options)?;
+    let lake = config.lake.open()?;
     let options = Options {
         interactive: matches!(script, SqlScript::Interactive),
         format,

@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use tweetlake::config::Config;
 use tweetlake::produce::x::backoff::SystemClock;
 use tweetlake::produce::x::publish::{StreamProducer, StreamSettings};
-use tweetlake::produce::x::rules::{self, RulePlan};
+use tweetlake::produce::x::rules::{self, RulePlan, SyncMode};
 use tweetlake::produce::x::XApi;
 
 use super::produce::kafka_publisher;
@@ -26,8 +26,8 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
     if desired.is_empty() {
         tracing::info!("no [x.companies] in the config: streaming with the app's current rules");
     } else {
-        let plan = rules::sync(&api, &desired, true).await?;
-        tracing::info!("x rules: {}", plan_summary(&plan, true));
+        let plan = rules::sync(&api, &desired, SyncMode::Apply).await?;
+        tracing::info!("x rules: {}", plan_summary(&plan, SyncMode::Apply));
     }
     let publisher = kafka_publisher(config)?;
     let (stop, stopped) = watch::channel(false);
@@ -44,8 +44,8 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
     };
     tracing::info!(
         "x stream -> {} on {}",
-        config.source.topic,
-        config.source.bootstrap_servers
+        config.source.kafka.topic,
+        config.source.kafka.connection.bootstrap_servers
     );
     let streamed = StreamProducer::new(&api, &publisher, SystemClock, settings)
         .run(stopped)
@@ -59,7 +59,7 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
          attempts, {} disconnect messages",
         stats.posts,
         stats.malformed,
-        config.source.topic,
+        config.source.kafka.topic,
         stats.connections,
         stats.failed_attempts,
         stats.disconnect_messages
@@ -70,7 +70,7 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
 /// Lists the app's rules, or syncs them with `[x.companies]` (validating only, for a dry run).
 pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
     let api = XApi::new(&config.x)?;
-    let apply = match action {
+    let mode = match action {
         RulesAction::List => {
             let current = rules::list(&api).await?;
             for rule in &current {
@@ -84,18 +84,17 @@ pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
             eprintln!("{} rules", current.len());
             return Ok(());
         }
-        RulesAction::DryRun => false,
-        RulesAction::Sync => true,
+        RulesAction::DryRun => SyncMode::DryRun,
+        RulesAction::Sync => SyncMode::Apply,
     };
     let desired = rules::company_rules(&config.x)?;
     anyhow::ensure!(
         !desired.is_empty(),
         "no companies under [x.companies] in the config: a sync would delete every rule"
     );
-    let plan = rules::sync(&api, &desired, apply).await.context(if apply {
-        "sync the rules"
-    } else {
-        "validate the rules (dry run)"
+    let plan = rules::sync(&api, &desired, mode).await.context(match mode {
+        SyncMode::Apply => "sync the rules",
+        SyncMode::DryRun => "validate the rules (dry run)",
     })?;
     for (mark, rules) in [("=", &plan.keep), ("-", &plan.delete)] {
         for rule in rules {
@@ -110,23 +109,20 @@ pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
     for spec in &plan.add {
         println!("+ \t{}\t{}", spec.tag, spec.value);
     }
-    let outcome = if apply {
-        ""
-    } else {
-        " (dry run: X validated the change; nothing changed)"
+    let outcome = match mode {
+        SyncMode::Apply => "",
+        SyncMode::DryRun => " (dry run: X validated the change; nothing changed)",
     };
-    eprintln!("rules: {}{outcome}", plan_summary(&plan, apply));
+    eprintln!("rules: {}{outcome}", plan_summary(&plan, mode));
     Ok(())
 }
 
-fn plan_summary(plan: &RulePlan, applied: bool) -> String {
+fn plan_summary(plan: &RulePlan, mode: SyncMode) -> String {
     let (keep, add, delete) = (plan.keep.len(), plan.add.len(), plan.delete.len());
-    if plan.is_empty() {
-        format!("{keep} rules, already in line with [x.companies]")
-    } else if applied {
-        format!("{keep} kept, {add} added, {delete} deleted")
-    } else {
-        format!("{keep} to keep, {add} to add, {delete} to delete")
+    match mode {
+        _ if plan.is_empty() => format!("{keep} rules, already in line with [x.companies]"),
+        SyncMode::Apply => format!("{keep} kept, {add} added, {delete} deleted"),
+        SyncMode::DryRun => format!("{keep} to keep, {add} to add, {delete} to delete"),
     }
 }
 

@@ -3,13 +3,11 @@
 //! once (a re-run batch publishes its dead letters again), and the key, the source record's
 //! `topic/partition/offset`, identifies repeats.
 
-use std::collections::BTreeMap;
-
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
 use deltalake::arrow::datatypes::{Int32Type, Int64Type};
 
 use crate::decode::batch_columns;
-use crate::produce::kafka::{KafkaPublisher, PublishError};
+use crate::kafka::{KafkaConnection, KafkaPublisher, PublishError};
 use crate::source::columns;
 
 pub struct DeadLetterTopic {
@@ -17,13 +15,10 @@ pub struct DeadLetterTopic {
 }
 
 impl DeadLetterTopic {
-    pub fn connect(
-        bootstrap: &str,
-        topic: &str,
-        options: &BTreeMap<String, String>,
-    ) -> Result<Self, PublishError> {
+    /// A publisher to `topic` over the same connection (brokers, security options) as the source.
+    pub fn connect(connection: &KafkaConnection, topic: &str) -> Result<Self, PublishError> {
         Ok(Self {
-            publisher: KafkaPublisher::connect(bootstrap, topic, options)?,
+            publisher: KafkaPublisher::connect(connection, topic)?,
         })
     }
 

@@ -6,32 +6,32 @@
 //!
 //! [`flush`]: KafkaPublisher::flush
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
+
+use super::{KafkaConnection, KafkaFailure};
 
 /// How long `flush` waits for outstanding deliveries.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
-    #[error("cannot create the Kafka producer for {bootstrap}: {source} (check the producer options)")]
+    #[error("cannot create the Kafka producer for {bootstrap}: {source} (check source.kafka_options)")]
     Create { bootstrap: String, source: KafkaError },
-    #[error("cannot queue a message for topic `{topic}`: {source}")]
+    #[error("cannot queue a message for topic `{topic}`: {source}{hint}", hint = KafkaFailure::of(source).hint())]
     Queue { topic: String, source: KafkaError },
     #[error("{failed} messages could not be delivered to `{topic}` (first error: {first_error}); check that the broker at {bootstrap} runs and the topic exists")]
     Undelivered {
         failed: u64,
         topic: String,
         bootstrap: String,
-        first_error: String,
+        first_error: KafkaError,
     },
     #[error(
         "flushing to `{topic}` timed out after {FLUSH_TIMEOUT:?}: is the broker at {bootstrap} reachable?"
@@ -39,12 +39,26 @@ pub enum PublishError {
     FlushTimeout { topic: String, bootstrap: String },
 }
 
+impl PublishError {
+    /// A broker that is down or slow is waited out; refused credentials, a missing topic or a
+    /// bad option are not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Create { source, .. } | Self::Queue { source, .. } => {
+                !KafkaFailure::of(source).is_permanent()
+            }
+            Self::Undelivered { first_error, .. } => !KafkaFailure::of(first_error).is_permanent(),
+            Self::FlushTimeout { .. } => true,
+        }
+    }
+}
+
 /// Counts deliveries; keeps the first failure for the report.
 #[derive(Default)]
 pub struct DeliveryCounter {
     delivered: AtomicU64,
     failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    first_error: Mutex<Option<KafkaError>>,
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -60,7 +74,7 @@ impl ProducerContext for DeliveryCounter {
                 let mut first = self.first_error.lock().expect("error lock");
                 if first.is_none() {
                     tracing::error!("kafka: delivery failed: {error}");
-                    *first = Some(error.to_string());
+                    *first = Some(error.clone());
                 }
             }
         }
@@ -74,33 +88,26 @@ pub struct KafkaPublisher {
 }
 
 impl KafkaPublisher {
-    /// A producer for `topic`; `options` (librdkafka properties) override the defaults.
-    pub fn connect(
-        bootstrap: &str,
-        topic: &str,
-        options: &BTreeMap<String, String>,
-    ) -> Result<Self, PublishError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "20")
-            .set("batch.size", "1000000");
-        for (key, value) in options {
-            config.set(key, value);
-        }
-        let producer = config
+    /// An idempotent producer for `topic` on `connection`; its options override the defaults.
+    pub fn connect(connection: &KafkaConnection, topic: &str) -> Result<Self, PublishError> {
+        let bootstrap = &connection.bootstrap_servers;
+        let producer = connection
+            .client_config(&[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("compression.type", "lz4"),
+                ("linger.ms", "20"),
+                ("batch.size", "1000000"),
+            ])
             .create_with_context(DeliveryCounter::default())
             .map_err(|source| PublishError::Create {
-                bootstrap: bootstrap.to_string(),
+                bootstrap: bootstrap.clone(),
                 source,
             })?;
         Ok(Self {
             producer,
             topic: topic.to_string(),
-            bootstrap: bootstrap.to_string(),
+            bootstrap: bootstrap.clone(),
         })
     }
 
@@ -163,50 +170,15 @@ impl KafkaPublisher {
     pub fn check_deliveries(&self) -> Result<(), PublishError> {
         let context = self.producer.context();
         let failed = context.failed.load(Ordering::Relaxed);
-        if failed == 0 {
-            return Ok(());
+        let first_error = context.first_error.lock().expect("error lock").clone();
+        match first_error {
+            Some(first_error) if failed > 0 => Err(PublishError::Undelivered {
+                failed,
+                topic: self.topic.clone(),
+                bootstrap: self.bootstrap.clone(),
+                first_error,
+            }),
+            _ => Ok(()),
         }
-        Err(PublishError::Undelivered {
-            failed,
-            topic: self.topic.clone(),
-            bootstrap: self.bootstrap.clone(),
-            first_error: context
-                .first_error
-                .lock()
-                .expect("error lock")
-                .clone()
-                .unwrap_or_default(),
-        })
-    }
-}
-
-/// The post id of a stream message (`data.id`), used as the Kafka key so that every delivery
-/// of a post lands in one partition. `None` for messages without one (errors, bad JSON).
-pub fn post_id(message: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Message<'a> {
-        #[serde(borrow)]
-        data: Option<Data<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Data<'a> {
-        #[serde(borrow)]
-        id: Option<std::borrow::Cow<'a, str>>,
-    }
-    let message: Message = serde_json::from_slice(message).ok()?;
-    Some(message.data?.id?.into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::post_id;
-
-    #[test]
-    fn the_key_is_the_post_id_even_after_nested_ids() {
-        let message =
-            br#"{"data":{"entities":{"mentions":[{"id":"9"}]},"id":"1870","text":"hi"},"includes":{}}"#;
-        assert_eq!(post_id(message).as_deref(), Some("1870"));
-        assert_eq!(post_id(b"{not json"), None);
-        assert_eq!(post_id(br#"{"errors":[{"title":"x"}]}"#), None);
     }
 }

@@ -29,10 +29,10 @@ use deltalake::datafusion::prelude::SessionContext;
 use tempfile::TempDir;
 use tokio::sync::watch;
 
-use crate::config::Config;
 use crate::decode::{bronze_schema, dead_letter_schema};
-use crate::pipeline::{Pipeline, PipelineError, RunMode, RunSummary};
-use crate::sink::{Lake, SinkError};
+use crate::dlq::DeadLetters;
+use crate::lake::{Lake, LakeError};
+use crate::pipeline::{Pipeline, PipelineConfig, PipelineError, RunMode, RunSummary};
 use crate::source::FileSource;
 use crate::transform::{self, ModelSet, TransformError, BRONZE, TESTS_DIR};
 use compare::TextTable;
@@ -49,7 +49,7 @@ pub enum ModelTestError {
     #[error("running the models over {input}: {source}")]
     Run { input: String, source: PipelineError },
     #[error("reading the test lake of {input}: {source}")]
-    Lake { input: String, source: SinkError },
+    Lake { input: String, source: LakeError },
     #[error("cannot create a temporary lake: {0}")]
     TempDir(std::io::Error),
 }
@@ -202,29 +202,27 @@ impl TestLake {
         batch_size: Option<usize>,
     ) -> Result<(Self, RunSummary), ModelTestError> {
         let dir = tempfile::tempdir().map_err(ModelTestError::TempDir)?;
-        let mut config = Config::default();
-        config.lake.uri = dir.path().join("lake").display().to_string();
-        config.pipeline.name = "test".into();
-        config.pipeline.progress_log = dir.path().join("progress.ndjson").display().to_string();
-        config.dlq.table = dlq_table.to_string();
-        if let Some(size) = batch_size {
-            config.pipeline.max_records_per_batch = size;
-        }
+        let defaults = PipelineConfig::default();
+        let config = PipelineConfig {
+            name: "test".into(),
+            progress_log: dir.path().join("progress.ndjson").display().to_string(),
+            max_records_per_batch: batch_size.unwrap_or(defaults.max_records_per_batch),
+            ..defaults
+        };
         let run_error = |source| ModelTestError::Run {
             input: input.name.clone(),
             source,
         };
+        let lake_dir = dir.path().join("lake").display().to_string();
+        let lake = Lake::new(&lake_dir, &Default::default()).map_err(|e| run_error(e.into()))?;
         let source = FileSource::from_bytes(&input.name, input.bytes.clone());
-        let mut pipeline = Pipeline::new(&config, source, models.clone()).map_err(run_error)?;
+        let dead_letters = DeadLetters::table_only(dlq_table);
+        let mut pipeline =
+            Pipeline::new(&config, lake, dead_letters, source, models.clone()).map_err(run_error)?;
         let (_stop, stopped) = watch::channel(false);
         let summary = pipeline.run(RunMode::Once, stopped).await.map_err(run_error)?;
         let ctx = transform::session(models.companies());
-        register_tables(&ctx, pipeline.lake(), models, dlq_table)
-            .await
-            .map_err(|source| ModelTestError::Lake {
-                input: input.name.clone(),
-                source,
-            })?;
+        register_tables(&ctx, pipeline.lake(), models, dlq_table, &input.name).await?;
         Ok((Self { ctx, _dir: dir }, summary))
     }
 
@@ -324,24 +322,24 @@ async fn register_tables(
     lake: &Lake,
     models: &ModelSet,
     dlq_table: &str,
-) -> Result<(), SinkError> {
-    let query_error = |table: &str, message: String| SinkError::Query {
-        table: table.to_string(),
-        message,
-    };
-    let planned = models
-        .plan(bronze_schema())
-        .await
-        .map_err(|e| query_error("<models>", e.to_string()))?;
+    input: &str,
+) -> Result<(), ModelTestError> {
+    let planned = models.plan(bronze_schema()).await?;
     let mut tables = vec![
         (BRONZE.to_string(), bronze_schema()),
         (dlq_table.to_string(), dead_letter_schema()),
     ];
     tables.extend(models.models().iter().map(|m| m.name.clone()).zip(planned));
     for (name, schema) in tables {
-        if !lake.register_table(ctx, &name).await? {
-            transform::register(ctx, &name, schema, vec![Vec::new()], &name)
-                .map_err(|e| query_error(&name, e.to_string()))?;
+        let registered = lake
+            .register_table(ctx, &name)
+            .await
+            .map_err(|source| ModelTestError::Lake {
+                input: input.to_string(),
+                source,
+            })?;
+        if !registered {
+            transform::register(ctx, &name, schema, vec![Vec::new()], &name)?;
         }
     }
     Ok(())

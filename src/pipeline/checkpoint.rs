@@ -30,7 +30,7 @@ const MAX_ID_ATTEMPTS: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("offset log {path}: {source}{hint}", hint = crate::sink::StoreFailure::of(source).hint())]
+    #[error("offset log {path}: {source}{hint}", hint = crate::lake::StoreFailure::of(source).hint())]
     Store {
         path: String,
         source: object_store::Error,

@@ -5,6 +5,7 @@
 //! a table that already holds the batch is skipped.
 
 pub mod checkpoint;
+mod config;
 pub mod fault;
 pub mod progress;
 pub mod retry;
@@ -16,15 +17,18 @@ use chrono::Utc;
 use deltalake::arrow::array::RecordBatch;
 use tokio::sync::watch;
 
-use crate::config::Config;
 use crate::decode::{bronze_schema, dead_letter_schema, BatchContext, DecodeError, Decoded, MessageDecoder};
-use crate::sink::dead_letter_topic::DeadLetterTopic;
-use crate::sink::{CommitOutcome, DeltaSink, Lake, SinkError, TableCommit, TableSpec, TableWrite};
+use crate::dlq::DeadLetters;
+use crate::kafka::PublishError;
+use crate::lake::{Lake, LakeError};
+use crate::sink::{CommitOutcome, DeltaSink, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{Model, ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
 use progress::{millis, BatchReport, ProgressLog, StageDurations, TableReport};
-use retry::{Backoff, RetryPolicy};
+use retry::Backoff;
+
+pub use config::PipelineConfig;
 
 /// Partition column of the bronze and dead-letter tables.
 pub const INGEST_PARTITION: &str = crate::decode::batch_columns::INGEST_DATE;
@@ -38,13 +42,15 @@ pub enum PipelineError {
     #[error(transparent)]
     Transform(#[from] TransformError),
     #[error(transparent)]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error("progress log {target}: {source}")]
     Progress { target: String, source: std::io::Error },
     #[error("dead-letter topic: {0}")]
-    DeadLetterTopic(#[from] crate::produce::kafka::PublishError),
+    DeadLetterTopic(#[from] PublishError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,14 @@ pub enum RunMode {
     Continuous,
     /// Available-now: snapshot the end offsets at start, process up to them, then return.
     Once,
+}
+
+/// Whether a batch runs for the first time, or again because the log holds its plan but not
+/// its commit (a crash, a failed attempt, another instance's unfinished work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    First,
+    Rerun,
 }
 
 /// Totals of one `run`.
@@ -71,8 +85,7 @@ pub struct Pipeline<S: Source> {
     log: OffsetLog,
     decoder: MessageDecoder,
     progress: ProgressLog,
-    dlq_table: String,
-    dlq_topic: Option<DeadLetterTopic>,
+    dead_letters: DeadLetters,
     max_records: usize,
     max_bytes: usize,
     trigger_interval: Duration,
@@ -81,33 +94,34 @@ pub struct Pipeline<S: Source> {
 }
 
 impl<S: Source> Pipeline<S> {
-    pub fn new(config: &Config, source: S, models: ModelSet) -> Result<Self, PipelineError> {
-        let p = &config.pipeline;
-        let lake = Lake::new(&config.lake.uri, &config.lake.storage_options)?;
+    /// A pipeline reading `source` through `models` into `lake`, with the batch settings of
+    /// `config`; records that fail to decode go to `dead_letters`.
+    pub fn new(
+        config: &PipelineConfig,
+        lake: Lake,
+        dead_letters: DeadLetters,
+        source: S,
+        models: ModelSet,
+    ) -> Result<Self, PipelineError> {
         let (store, root) = lake.object_store()?;
-        let progress = ProgressLog::open(&p.progress_log).map_err(|source| PipelineError::Progress {
-            target: p.progress_log.clone(),
+        let progress = ProgressLog::open(&config.progress_log).map_err(|source| PipelineError::Progress {
+            target: config.progress_log.clone(),
             source,
         })?;
         Ok(Self {
-            name: p.name.clone(),
+            name: config.name.clone(),
             source,
             models,
-            sink: DeltaSink::new(lake, &p.name),
-            log: OffsetLog::new(store, &root, &p.name),
-            decoder: MessageDecoder::new(p.max_message_bytes),
+            sink: DeltaSink::new(lake, &config.name),
+            log: OffsetLog::new(store, &root, &config.name),
+            decoder: MessageDecoder::new(config.max_message_bytes),
             progress,
-            dlq_table: config.dlq.table.clone(),
-            dlq_topic: dead_letter_topic(config)?,
-            max_records: p.max_records_per_batch,
-            max_bytes: p.max_bytes_per_batch,
-            trigger_interval: p.trigger_interval,
-            log_retention: p.log_retention_batches,
-            retry: Backoff::new(RetryPolicy {
-                max_retries: p.max_retries,
-                initial: p.retry_backoff,
-                max: p.retry_backoff_max,
-            }),
+            dead_letters,
+            max_records: config.max_records_per_batch,
+            max_bytes: config.max_bytes_per_batch,
+            trigger_interval: config.trigger_interval,
+            log_retention: config.log_retention_batches,
+            retry: Backoff::new(config.retry_policy()),
         })
     }
 
@@ -201,7 +215,10 @@ impl<S: Source> Pipeline<S> {
             plan => plan?,
         };
         fault::point("after_plan", plan.batch_id);
-        match self.process_with_retry(&plan, records, read_time, false).await {
+        match self
+            .process_with_retry(&plan, records, read_time, Attempt::First)
+            .await
+        {
             Err(PipelineError::Sink(e @ SinkError::PartlyCommitted { .. })) => {
                 tracing::warn!("batch {}: {e}", plan.batch_id);
                 Ok(None)
@@ -242,7 +259,7 @@ impl<S: Source> Pipeline<S> {
             let started = Instant::now();
             let records = self.source.read_ranges(&plan.ranges).await?;
             let report = self
-                .process_with_retry(&plan, records, started.elapsed(), true)
+                .process_with_retry(&plan, records, started.elapsed(), Attempt::Rerun)
                 .await?;
             summary.add(&report);
         }
@@ -256,10 +273,10 @@ impl<S: Source> Pipeline<S> {
         plan: &BatchPlan,
         records: RecordBatch,
         read_time: Duration,
-        rerun: bool,
+        attempt: Attempt,
     ) -> Result<BatchReport, PipelineError> {
         loop {
-            match self.process(plan, records.clone(), read_time, rerun).await {
+            match self.process(plan, records.clone(), read_time, attempt).await {
                 Ok(report) => {
                     self.retry.reset();
                     return Ok(report);
@@ -289,7 +306,7 @@ impl<S: Source> Pipeline<S> {
         plan: &BatchPlan,
         records: RecordBatch,
         read_time: Duration,
-        rerun: bool,
+        attempt: Attempt,
     ) -> Result<BatchReport, PipelineError> {
         let started = Instant::now() - read_time;
         let input_rows = records.num_rows();
@@ -309,7 +326,7 @@ impl<S: Source> Pipeline<S> {
         // output as soon as it is computed: the writes use the cores the SQL leaves idle.
         let stage = Instant::now();
         let dead_letters = decoded.dead_letters.num_rows();
-        if let Some(topic) = &self.dlq_topic {
+        if let Some(topic) = &self.dead_letters.topic {
             topic.publish(&decoded.dead_letters)?;
         }
         let batch_id = plan.batch_id;
@@ -317,7 +334,7 @@ impl<S: Source> Pipeline<S> {
             fault::point(&format!("after_commit:{table}"), batch_id)
         });
         let bronze = decoded.bronze.clone();
-        for write in ingest_writes(decoded, &self.dlq_table) {
+        for write in ingest_writes(decoded, &self.dead_letters.table) {
             commits.start(write);
         }
         let transformed = self
@@ -349,7 +366,7 @@ impl<S: Source> Pipeline<S> {
         let report = BatchReport {
             pipeline: self.name.clone(),
             batch_id: plan.batch_id,
-            rerun,
+            rerun: attempt == Attempt::Rerun,
             input_rows,
             input_bytes,
             dead_letters,
@@ -370,20 +387,6 @@ impl<S: Source> Pipeline<S> {
         crate::memory::release_freed_memory();
         Ok(report)
     }
-}
-
-/// The Kafka topic dead letters are also published to, when `dlq.kafka_topic` is set.
-fn dead_letter_topic(config: &Config) -> Result<Option<DeadLetterTopic>, PipelineError> {
-    if config.dlq.kafka_topic.is_empty() {
-        return Ok(None);
-    }
-    let source = &config.source;
-    let topic = DeadLetterTopic::connect(
-        &source.bootstrap_servers,
-        &config.dlq.kafka_topic,
-        &BTreeMap::new(),
-    )?;
-    Ok(Some(topic))
 }
 
 /// What one batch writes: bronze, the dead letters, then each model.

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use super::checkpoint::CheckpointError;
 use super::PipelineError;
-use crate::sink::{SinkError, StoreFailure};
-use crate::source::SourceError;
+use crate::lake::StoreFailure;
 
 #[derive(Debug, Clone)]
 pub struct RetryPolicy {
@@ -65,17 +64,21 @@ impl Backoff {
 }
 
 impl PipelineError {
-    /// Errors that may go away by themselves: storage or broker I/O. SQL, decode and
-    /// log-consistency errors never do.
+    /// Errors that may go away by themselves: storage or broker I/O, unless the store or the
+    /// broker refused for good. SQL, decode and log-consistency errors never do.
     pub fn is_transient(&self) -> bool {
         match self {
-            PipelineError::Sink(SinkError::Delta { source, .. }) => !StoreFailure::of(source).is_permanent(),
+            PipelineError::Source(error) => error.is_transient(),
+            PipelineError::Lake(error) => error.is_transient(),
+            PipelineError::Sink(error) => error.is_transient(),
             PipelineError::Checkpoint(CheckpointError::Store { source, .. }) => {
                 !StoreFailure::of(source).is_permanent()
             }
-            PipelineError::Source(SourceError::Kafka(_)) => true,
-            PipelineError::DeadLetterTopic(_) => true,
-            _ => false,
+            PipelineError::DeadLetterTopic(error) => error.is_transient(),
+            PipelineError::Checkpoint(_)
+            | PipelineError::Decode(_)
+            | PipelineError::Transform(_)
+            | PipelineError::Progress { .. } => false,
         }
     }
 }
@@ -96,17 +99,21 @@ mod tests {
         assert_eq!(policy.delay(40), Duration::from_secs(5));
     }
 
-    fn store_error(answer: &str) -> PipelineError {
+    fn store_error(source: deltalake::ObjectStoreError) -> PipelineError {
         PipelineError::Checkpoint(CheckpointError::Store {
             path: "batches/1.json".into(),
-            source: deltalake::ObjectStoreError::Generic {
-                store: "S3",
-                source: answer.into(),
-            },
+            source,
         })
     }
 
-    const CUT: &str = "error sending request: connection closed before message completed";
+    /// A store that went away mid-request: object_store reports it as a generic error whose
+    /// cause is an I/O error of a kind no classification treats as permanent.
+    fn cut() -> PipelineError {
+        store_error(deltalake::ObjectStoreError::Generic {
+            store: "S3",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        })
+    }
 
     #[tokio::test]
     async fn backoff_spends_one_budget_until_a_batch_goes_through() {
@@ -115,11 +122,11 @@ mod tests {
             initial: Duration::ZERO,
             max: Duration::ZERO,
         });
-        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_ok());
-        assert!(backoff.wait_out("reading", store_error(CUT)).await.is_ok());
-        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_err());
+        assert!(backoff.wait_out("planning", cut()).await.is_ok());
+        assert!(backoff.wait_out("reading", cut()).await.is_ok());
+        assert!(backoff.wait_out("planning", cut()).await.is_err());
         backoff.reset();
-        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_ok());
+        assert!(backoff.wait_out("planning", cut()).await.is_ok());
     }
 
     #[tokio::test]
@@ -134,10 +141,21 @@ mod tests {
             message: "not json".into(),
         });
         assert!(backoff.wait_out("planning", corrupt).await.is_err());
-        let no_bucket = store_error("Error performing PUT: NoSuchBucket");
+        let no_bucket = store_error(deltalake::ObjectStoreError::NotFound {
+            path: "batches/1.json".into(),
+            source: "<Error><Code>NoSuchBucket</Code></Error>".into(),
+        });
         assert!(backoff.wait_out("planning", no_bucket).await.is_err());
-        let refused = store_error("Client error with status 403 Forbidden: SignatureDoesNotMatch");
+        let refused = store_error(deltalake::ObjectStoreError::PermissionDenied {
+            path: "batches/1.json".into(),
+            source: "SignatureDoesNotMatch".into(),
+        });
         assert!(backoff.wait_out("planning", refused).await.is_err());
-        assert!(backoff.wait_out("planning", store_error(CUT)).await.is_ok());
+        let full = store_error(deltalake::ObjectStoreError::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::StorageFull)),
+        });
+        assert!(backoff.wait_out("planning", full).await.is_err());
+        assert!(backoff.wait_out("planning", cut()).await.is_ok());
     }
 }

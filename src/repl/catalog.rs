@@ -14,18 +14,16 @@ use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::CommitInfo;
-use deltalake::{DeltaTable, ObjectStore, Path};
+use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 
-use super::time_travel::{AsOf, Pin};
+use super::time_travel::{AsOf, Pin, TimeTravelError};
 use super::ReplError;
-use crate::sink::{self, Lake};
+use crate::lake::{self, Lake};
 use crate::transform;
 
 /// How many tables are loaded at once.
 const CONCURRENCY: usize = 16;
-/// Tables are `<lake>/<name>/` or `<lake>/<schema>/<name>/`.
-const MAX_DEPTH: usize = 2;
 
 /// `operationMetrics` keys for rows added and updated: delta-rs's names, then Spark's.
 const ROWS_ADDED: &[&str] = &[
@@ -68,7 +66,7 @@ impl Catalog {
 
     /// Lists the lake and registers the tables not known yet.
     pub async fn discover(&mut self, ctx: &SessionContext) -> Result<(), ReplError> {
-        let found = find_tables(&self.lake).await?;
+        let found = self.lake.table_names().await?;
         // Each load replays a Delta log: spawned, so they use every core.
         let loads = found
             .into_iter()
@@ -119,10 +117,7 @@ impl Catalog {
                     .table
                     .update_incremental(None)
                     .await
-                    .map_err(|source| sink::SinkError::Delta {
-                        table: name.clone(),
-                        source,
-                    })?;
+                    .map_err(lake::delta_error(name))?;
                 if entry.table.version() != before {
                     entry.provider = register(ctx, name, &entry.table).await?;
                 }
@@ -144,15 +139,17 @@ impl Catalog {
         }
         let table = match pin.as_of {
             AsOf::Version(version) if version > latest => {
-                return Err(ReplError::TimeTravel(format!(
-                    "{} has no version {version}: its latest version is {latest}",
-                    pin.table
-                )))
+                return Err(TimeTravelError::NoSuchVersion {
+                    table: pin.table.clone(),
+                    version,
+                    latest,
+                }
+                .into())
             }
             AsOf::Version(version) => self.lake.load_version(&pin.table, version).await?,
             AsOf::Timestamp(time) => self.load_at(&pin.table, time).await?,
         };
-        let provider = sink::table_provider(ctx, &table, &pin.table).await?;
+        let provider = lake::table_provider(ctx, &table, &pin.table).await?;
         replace_table(ctx, reference, provider)
     }
 
@@ -161,11 +158,12 @@ impl Catalog {
         let version = table.version().unwrap_or(0);
         let committed = table.snapshot()?.version_timestamp(version);
         match committed.and_then(DateTime::from_timestamp_millis) {
-            Some(first) if first > time => Err(ReplError::TimeTravel(format!(
-                "{name} did not exist yet at {}: its first version was committed at {}",
-                time.to_rfc3339(),
-                first.to_rfc3339()
-            ))),
+            Some(first) if first > time => Err(TimeTravelError::BeforeFirstCommit {
+                table: name.to_string(),
+                time,
+                first,
+            }
+            .into()),
             _ => Ok(table),
         }
     }
@@ -339,7 +337,7 @@ async fn register(
     name: &str,
     table: &DeltaTable,
 ) -> Result<Arc<dyn TableProvider>, ReplError> {
-    let provider = sink::table_provider(ctx, table, name).await?;
+    let provider = lake::table_provider(ctx, table, name).await?;
     let reference = transform::table_reference(ctx, name)?;
     replace_table(ctx, reference, provider.clone())?;
     Ok(provider)
@@ -354,51 +352,6 @@ fn replace_table(
     ctx.deregister_table(reference.clone())?;
     ctx.register_table(reference, provider)?;
     Ok(())
-}
-
-/// The dotted names of the Delta tables under the lake: directories holding a `_delta_log`,
-/// found by listing one directory level at a time (data files are never listed). Directories
-/// starting with `_` or `.` (tweetlake's own `_tweetlake`, say) are skipped.
-async fn find_tables(lake: &Lake) -> Result<Vec<String>, ReplError> {
-    let (store, root) = lake.object_store()?;
-    let mut tables = Vec::new();
-    let mut level = vec![(root.clone(), Vec::<String>::new())];
-    for depth in 0..=MAX_DEPTH {
-        let listings =
-            futures::future::try_join_all(level.iter().map(|(dir, _)| subdirectories(&store, dir))).await?;
-        let mut next = Vec::new();
-        for ((_, parts), children) in level.iter().zip(listings) {
-            if depth > 0 && children.iter().any(|c| c == "_delta_log") {
-                tables.push(parts.join("."));
-                continue;
-            }
-            let visible = children.into_iter().filter(|c| !c.starts_with(['_', '.']));
-            next.extend(visible.map(|child| {
-                let mut path = parts.clone();
-                path.push(child);
-                let dir = path
-                    .iter()
-                    .fold(root.clone(), |dir, part| dir.join(part.as_str()));
-                (dir, path)
-            }));
-        }
-        level = next;
-    }
-    tables.sort();
-    Ok(tables)
-}
-
-async fn subdirectories(store: &Arc<dyn ObjectStore>, dir: &Path) -> Result<Vec<String>, ReplError> {
-    let listing = match store.list_with_delimiter(Some(dir)).await {
-        Ok(listing) => listing,
-        Err(deltalake::ObjectStoreError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(ReplError::Listing(format!("{dir}: {e}"))),
-    };
-    Ok(listing
-        .common_prefixes
-        .iter()
-        .filter_map(|p| p.filename().map(str::to_string))
-        .collect())
 }
 
 /// `1536` -> `1.5 KiB`.

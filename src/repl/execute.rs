@@ -42,15 +42,28 @@ impl Outcome {
     }
 }
 
+/// Whether a running query shows a live progress line (for a person at the prompt).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressLine {
+    Shown,
+    Hidden,
+}
+
 /// Runs `frame` to completion, unless Ctrl-C or `max_bytes_scanned` (0: no limit) stops it.
-pub async fn run(frame: DataFrame, max_bytes_scanned: u64, progress: bool) -> Result<Outcome, ReplError> {
+pub async fn run(
+    frame: DataFrame,
+    max_bytes_scanned: u64,
+    progress: ProgressLine,
+) -> Result<Outcome, ReplError> {
     let start = Instant::now();
     let task = Arc::new(frame.task_ctx());
     let plan = frame.create_physical_plan().await?;
     let batches = tokio::select! {
         result = collect(plan.clone(), task) => result?,
         _ = tokio::signal::ctrl_c() => return Err(ReplError::Cancelled),
-        error = watch(&plan, max_bytes_scanned, progress.then_some(start)) => return Err(error),
+        error = watch(&plan, max_bytes_scanned, (progress == ProgressLine::Shown).then_some(start)) => {
+            return Err(error)
+        }
     };
     let bytes_scanned = bytes_scanned(plan.as_ref());
     check_limit(bytes_scanned, max_bytes_scanned)?;

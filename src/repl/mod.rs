@@ -6,6 +6,7 @@
 
 mod catalog;
 mod command;
+mod config;
 mod execute;
 mod format;
 mod helper;
@@ -26,8 +27,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTableError;
 use rustyline::error::ReadlineError;
 
-use crate::config::ReplConfig;
-use crate::sink::{Lake, SinkError};
+use crate::lake::{Lake, LakeError};
 use crate::transform;
 use crate::transform::functions::CompanyMap;
 use catalog::Catalog;
@@ -37,13 +37,15 @@ use lexer::Input;
 use output::Output;
 use saved::SavedQueries;
 
+pub use config::ReplConfig;
 pub use format::Format;
 pub use shell::run as interactive;
+pub use time_travel::TimeTravelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
     #[error(transparent)]
-    Lake(Box<SinkError>),
+    Lake(Box<LakeError>),
     #[error("{0}")]
     Delta(Box<DeltaTableError>),
     #[error("{0}")]
@@ -52,13 +54,11 @@ pub enum ReplError {
     Arrow(#[from] ArrowError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("listing the lake: {0}")]
-    Listing(String),
     /// A mistyped meta-command, an unknown table or saved query, a missing parameter.
     #[error("{0}")]
     Usage(String),
     #[error("time travel: {0}")]
-    TimeTravel(String),
+    TimeTravel(#[from] TimeTravelError),
     #[error(
         "query stopped after scanning {scanned}: the limit is {limit} per query (repl.max_bytes_scanned); \
          filter on partition columns or raise the limit"
@@ -71,8 +71,8 @@ pub enum ReplError {
 }
 
 // The library errors are large: boxed, so every `Result` stays small.
-impl From<SinkError> for ReplError {
-    fn from(error: SinkError) -> Self {
+impl From<LakeError> for ReplError {
+    fn from(error: LakeError) -> Self {
         Self::Lake(Box::new(error))
     }
 }
@@ -211,7 +211,11 @@ impl Session {
     async fn run_sql(&mut self, sql: &str) -> Result<(), ReplError> {
         let plan = self.plan(sql).await?;
         let frame = self.ctx.execute_logical_plan(plan).await?;
-        let outcome = execute::run(frame, self.max_bytes_scanned, self.interactive).await?;
+        let progress = match self.interactive {
+            true => execute::ProgressLine::Shown,
+            false => execute::ProgressLine::Hidden,
+        };
+        let outcome = execute::run(frame, self.max_bytes_scanned, progress).await?;
         self.print(&outcome.schema, &outcome.batches)?;
         if self.timing {
             let destination = match self.output.file() {

@@ -9,6 +9,26 @@ use deltalake::datafusion::common::TableReference;
 use super::lexer::{self, Kind, Token};
 use super::ReplError;
 
+#[derive(Debug, thiserror::Error)]
+pub enum TimeTravelError {
+    #[error("VERSION AS OF needs a version number like `VERSION AS OF 3`, found `{found}`")]
+    BadVersion { found: String },
+    #[error("TIMESTAMP AS OF needs a quoted time like '2026-11-01T10:00:00Z', found `{found}`")]
+    BadTime { found: String },
+    #[error("{table} has no version {version}: its latest version is {latest}")]
+    NoSuchVersion {
+        table: String,
+        version: u64,
+        latest: u64,
+    },
+    #[error("{table} did not exist yet at {}: its first version was committed at {}", time.to_rfc3339(), first.to_rfc3339())]
+    BeforeFirstCommit {
+        table: String,
+        time: DateTime<Utc>,
+        first: DateTime<Utc>,
+    },
+}
+
 /// The schema holding the versions registered for time travel.
 pub const SCHEMA: &str = "__time_travel";
 
@@ -132,15 +152,17 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, ReplError> {
 }
 
 fn bad_version(found: &str) -> ReplError {
-    ReplError::TimeTravel(format!(
-        "VERSION AS OF needs a version number like `VERSION AS OF 3`, found `{found}`"
-    ))
+    TimeTravelError::BadVersion {
+        found: found.to_string(),
+    }
+    .into()
 }
 
 fn bad_time(found: &str) -> ReplError {
-    ReplError::TimeTravel(format!(
-        "TIMESTAMP AS OF needs a quoted time like '2026-11-01T10:00:00Z', found `{found}`"
-    ))
+    TimeTravelError::BadTime {
+        found: found.to_string(),
+    }
+    .into()
 }
 
 #[cfg(test)]

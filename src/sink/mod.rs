@@ -6,16 +6,12 @@
 //! re-running a batch after a crash never duplicates rows. Two instances racing to commit the same
 //! range conflict in Delta itself (a concurrent `txn` with the same app id), so at most one wins.
 
-pub mod dead_letter_topic;
-
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Once};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::SchemaRef;
-use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
@@ -26,203 +22,47 @@ use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
 use deltalake::table::config::TablePropertiesExt;
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore, Path};
+use deltalake::{DeltaTable, DeltaTableError};
 use futures::future::try_join_all;
-use url::Url;
 
+use crate::lake::{Lake, LakeError, StoreFailure};
 use crate::source::OffsetRange;
-
 use crate::transform::Materialization;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("lake uri `{uri}`: {message}")]
-    Uri { uri: String, message: String },
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// Reading or writing a table's log or files.
     #[error("table {table}: {source}{hint}", hint = StoreFailure::of(source).hint())]
     Delta { table: String, source: DeltaTableError },
-    /// A DataFusion error while merging into or registering a table.
-    #[error("table {table}: {message}")]
-    Query { table: String, message: String },
+    /// The batch's rows could not be made a merge source.
+    #[error("table {table}: merge source: {source}")]
+    MergeSource { table: String, source: DataFusionError },
+    /// The merge's clauses were refused (a bad `@update` expression, say) before it ran.
+    #[error("table {table}: merge: {source}")]
+    MergePlan { table: String, source: DeltaTableError },
     /// Another instance committed some of these ranges: this batch overlaps its work.
     #[error("table {table} already holds part of ranges {ranges} (committed by another instance): abandoning the batch")]
     PartlyCommitted { table: String, ranges: String },
 }
 
-/// The storage failures users meet most, told apart by the server's answer (object-store
-/// errors carry nothing else): the one line of an error should name the fix, and a retry
-/// should only wait out what can go away by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StoreFailure {
-    MissingBucket,
-    CredentialsRefused,
-    Unreachable,
-    Other,
-}
-
-impl StoreFailure {
-    pub fn of(error: &dyn std::error::Error) -> Self {
-        let text = error.to_string();
-        let says = |markers: &[&str]| markers.iter().any(|m| text.contains(m));
-        if says(&["NoSuchBucket"]) {
-            Self::MissingBucket
-        } else if says(&[
-            "SignatureDoesNotMatch",
-            "InvalidAccessKeyId",
-            "403 Forbidden",
-            "AccessDenied",
-        ]) {
-            Self::CredentialsRefused
-        } else if says(&["error sending request", "tcp connect"]) {
-            Self::Unreachable
-        } else {
-            Self::Other
-        }
-    }
-
-    /// Only a fix by the user makes these go away.
-    pub fn is_permanent(self) -> bool {
-        matches!(self, Self::MissingBucket | Self::CredentialsRefused)
-    }
-
-    /// What to fix, as the end of an error line.
-    pub fn hint(self) -> &'static str {
+impl SinkError {
+    /// Errors that may go away by themselves: storage I/O, unless the store refused for good
+    /// (missing bucket, refused credentials, full disk).
+    pub fn is_transient(&self) -> bool {
         match self {
-            Self::MissingBucket => " (the bucket does not exist: create it, or fix lake.uri)",
-            Self::CredentialsRefused => {
-                " (credentials refused: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or lake.storage_options)"
-            }
-            Self::Unreachable => " (store unreachable: check lake.storage_options.AWS_ENDPOINT_URL and the network)",
-            Self::Other => "",
+            Self::Lake(error) => error.is_transient(),
+            Self::Delta { source, .. } => !StoreFailure::of(source).is_permanent(),
+            Self::MergeSource { .. } | Self::MergePlan { .. } | Self::PartlyCommitted { .. } => false,
         }
     }
-}
-
-/// The lake root: a local directory or `s3://bucket/prefix`, and the options to reach it.
-#[derive(Debug, Clone)]
-pub struct Lake {
-    root: Url,
-    options: HashMap<String, String>,
-}
-
-impl Lake {
-    pub fn new(uri: &str, options: &BTreeMap<String, String>) -> Result<Self, SinkError> {
-        static HANDLERS: Once = Once::new();
-        HANDLERS.call_once(|| deltalake::aws::register_handlers(None));
-        let root = deltalake::ensure_table_uri(uri).map_err(|e| SinkError::Uri {
-            uri: uri.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(Self {
-            root,
-            options: options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        })
-    }
-
-    pub fn root(&self) -> &Url {
-        &self.root
-    }
-
-    /// `silver.tweets` lives at `<lake>/silver/tweets/`.
-    pub fn table_url(&self, name: &str) -> Url {
-        self.root
-            .join(&format!("{}/", name.replace('.', "/")))
-            .expect("table names are valid url segments")
-    }
-
-    /// Opens table `name` for writing: a table that does not exist yet is returned unloaded.
-    pub async fn open_table(&self, name: &str) -> Result<DeltaTable, SinkError> {
-        let url = self.table_url(name);
-        if let Ok(dir) = url.to_file_path() {
-            // delta-rs opens local tables only in existing directories.
-            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Uri {
-                uri: url.to_string(),
-                message: e.to_string(),
-            })?;
-        }
-        let mut table = self.builder(name)?.build().map_err(delta_error(name))?;
-        // Loading a table that does not exist yet logs errors; check first.
-        if table
-            .verify_deltatable_existence()
-            .await
-            .map_err(delta_error(name))?
-        {
-            table.load().await.map_err(delta_error(name))?;
-        }
-        Ok(table)
-    }
-
-    /// Loads the latest version of an existing table, reading only its log.
-    pub async fn load_table(&self, name: &str) -> Result<DeltaTable, SinkError> {
-        self.builder(name)?.load().await.map_err(delta_error(name))
-    }
-
-    /// Loads version `version` of table `name` (time travel).
-    pub async fn load_version(&self, name: &str, version: u64) -> Result<DeltaTable, SinkError> {
-        let builder = self.builder(name)?.with_version(version);
-        builder.load().await.map_err(delta_error(name))
-    }
-
-    /// Loads the version of table `name` that was current at `time` (time travel).
-    pub async fn load_at(&self, name: &str, time: DateTime<Utc>) -> Result<DeltaTable, SinkError> {
-        let builder = self.builder(name)?.with_timestamp(time);
-        builder.load().await.map_err(delta_error(name))
-    }
-
-    fn builder(&self, name: &str) -> Result<DeltaTableBuilder, SinkError> {
-        DeltaTableBuilder::from_url(self.table_url(name))
-            .map(|b| b.with_storage_options(self.options.clone()))
-            .map_err(delta_error(name))
-    }
-
-    /// Registers table `name` in `ctx` for querying. Returns false if it does not exist yet.
-    pub async fn register_table(&self, ctx: &SessionContext, name: &str) -> Result<bool, SinkError> {
-        let table = self.open_table(name).await?;
-        if table.version().is_none() {
-            return Ok(false);
-        }
-        let provider = table_provider(ctx, &table, name).await?;
-        let reference = crate::transform::table_reference(ctx, name).map_err(query_error(name))?;
-        ctx.register_table(reference, provider)
-            .map_err(query_error(name))?;
-        Ok(true)
-    }
-
-    /// The object store holding the lake, and the lake root's path inside it. delta-rs roots
-    /// the store at the lake URL (a prefix store), so the root is the store's empty path.
-    pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, Path), SinkError> {
-        let store =
-            deltalake::logstore::store_for(&self.root, &self.options).map_err(|e| SinkError::Uri {
-                uri: self.root.to_string(),
-                message: e.to_string(),
-            })?;
-        Ok((store, Path::default()))
-    }
-}
-
-/// A DataFusion provider for the loaded version of `table`, its store registered in `ctx`;
-/// `name` is for messages.
-pub async fn table_provider(
-    ctx: &SessionContext,
-    table: &DeltaTable,
-    name: &str,
-) -> Result<Arc<dyn TableProvider>, SinkError> {
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(delta_error(name))?;
-    table.table_provider().await.map_err(query_error(name))
 }
 
 fn delta_error(name: &str) -> impl Fn(DeltaTableError) -> SinkError + '_ {
     move |source| SinkError::Delta {
         table: name.to_string(),
         source,
-    }
-}
-
-fn query_error(name: &str) -> impl Fn(DataFusionError) -> SinkError + '_ {
-    move |e| SinkError::Query {
-        table: name.to_string(),
-        message: e.to_string(),
     }
 }
 
@@ -582,16 +422,14 @@ async fn merge(
     updates: &[(String, String)],
     properties: CommitProperties,
 ) -> Result<DeltaTable, SinkError> {
-    let merge_error = |message: String| SinkError::Query {
+    let source_error = |source| SinkError::MergeSource {
         table: spec.name.clone(),
-        message,
+        source,
     };
     let ctx = SessionContext::new();
     let predicate = merge_predicate(keys, &batches);
-    let memory = MemTable::try_new(schema.clone(), vec![batches]).map_err(|e| merge_error(e.to_string()))?;
-    let source = ctx
-        .read_table(Arc::new(memory))
-        .map_err(|e| merge_error(e.to_string()))?;
+    let memory = MemTable::try_new(schema.clone(), vec![batches]).map_err(source_error)?;
+    let source = ctx.read_table(Arc::new(memory)).map_err(source_error)?;
     let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let update_of = |column: &str| {
         updates
@@ -617,16 +455,16 @@ async fn merge(
                 insert
             })
         })
-        .map_err(|e| merge_error(e.to_string()))?
+        .map_err(|source| SinkError::MergePlan {
+            table: spec.name.clone(),
+            source,
+        })?
         .with_writer_properties(writer_properties(&schema))
         .with_commit_properties(properties)
         .await
         .map(|(table, _metrics)| table)
         // Running the merge reads and writes the store: a Delta error, retried like a write.
-        .map_err(|source| SinkError::Delta {
-            table: spec.name.clone(),
-            source,
-        })
+        .map_err(delta_error(&spec.name))
 }
 
 /// Matches source rows to target rows by `keys`, NULL keys included.

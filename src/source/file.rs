@@ -15,6 +15,21 @@ use super::{
     OffsetRange, Positions, RawBatchBuilder, ReadLimits, Source, SourceBatch, SourceError, TopicPartition,
 };
 
+/// The file source's settings (`source.path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSourceConfig {
+    /// The `.jsonl` or `.jsonl.gz` file to read.
+    pub path: PathBuf,
+}
+
+impl Default for FileSourceConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("sample_posts.jsonl"),
+        }
+    }
+}
+
 /// How often a tailing read looks for lines appended to the file.
 const TAIL_POLL: Duration = Duration::from_millis(100);
 
@@ -121,7 +136,7 @@ impl FileSource {
         let mut skipped = Vec::new();
         while self.next_line < line {
             skipped.clear();
-            if self.read_line(&mut skipped, false)? == LineRead::Eof {
+            if self.read_line(&mut skipped, PartialLine::Accept)? == LineRead::Eof {
                 break;
             }
         }
@@ -129,7 +144,7 @@ impl FileSource {
     }
 
     /// Reads the next line into `buf` (without its line ending).
-    fn read_line(&mut self, buf: &mut Vec<u8>, tailing: bool) -> Result<LineRead, SourceError> {
+    fn read_line(&mut self, buf: &mut Vec<u8>, partial: PartialLine) -> Result<LineRead, SourceError> {
         buf.append(&mut self.pending);
         let reader = self.reader.as_mut().expect("seek_line opened the reader");
         let read = reader.read_until(b'\n', buf);
@@ -137,8 +152,7 @@ impl FileSource {
         if n == 0 && buf.is_empty() {
             return Ok(LineRead::Eof);
         }
-        if buf.last() != Some(&b'\n') && tailing {
-            // The writer may still be appending this line: keep it for the next read.
+        if buf.last() != Some(&b'\n') && partial == PartialLine::HoldBack {
             std::mem::swap(&mut self.pending, buf);
             return Ok(LineRead::Eof);
         }
@@ -148,6 +162,16 @@ impl FileSource {
         self.next_line += 1;
         Ok(LineRead::Line)
     }
+}
+
+/// What to do with a last line that has no line ending yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartialLine {
+    /// Tailing a file: its writer may still be appending to the line, so it waits for the
+    /// next read.
+    HoldBack,
+    /// The line is complete as it is.
+    Accept,
 }
 
 #[derive(PartialEq, Eq)]
@@ -193,7 +217,10 @@ impl Source for FileSource {
             .and_then(|u| u.get(&tp).copied())
             .unwrap_or(i64::MAX);
         self.seek_line(start)?;
-        let tailing = limits.deadline.is_some();
+        let partial = match limits.deadline {
+            Some(_) => PartialLine::HoldBack,
+            None => PartialLine::Accept,
+        };
         let mut builder = RawBatchBuilder::default();
         let mut line = Vec::with_capacity(4096);
         while builder.len() < limits.max_records
@@ -202,7 +229,7 @@ impl Source for FileSource {
         {
             line.clear();
             let offset = self.next_line;
-            match self.read_line(&mut line, tailing)? {
+            match self.read_line(&mut line, partial)? {
                 LineRead::Line if is_blank(&line) => {}
                 LineRead::Line => builder.push(&tp.topic, 0, offset, None, None, Some(&line)),
                 LineRead::Eof => match limits.deadline {
@@ -234,7 +261,7 @@ impl Source for FileSource {
             while self.next_line < range.end {
                 line.clear();
                 let offset = self.next_line;
-                if self.read_line(&mut line, false)? == LineRead::Eof {
+                if self.read_line(&mut line, PartialLine::Accept)? == LineRead::Eof {
                     return Err(SourceError::RangeGone {
                         path: self.path_text(),
                         range: range.to_string(),

@@ -15,24 +15,72 @@ use deltalake::arrow::array::RecordBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use serde::Deserialize;
+use tokio::sync::Notify;
 
 use super::{
     OffsetRange, Positions, RawBatchBuilder, ReadLimits, Source, SourceBatch, SourceError, TopicPartition,
 };
-use crate::config::SourceConfig;
+use crate::kafka::{KafkaConnection, KafkaFailure};
+use crate::settings::InvalidSetting;
 
 /// Network calls to the broker (metadata, watermarks, seeks) give up after this long.
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A read with no deadline (available-now) stops when the broker stays silent this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a failed lookup waits for the error events that explain it.
+const EVENT_WAIT: Duration = Duration::from_millis(200);
+
 /// How soon librdkafka fetches again after its read-ahead queue was full.
 const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
-/// Where a partition with no offset-log entry starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The Kafka source's settings (`source.*` keys in the config file).
+#[derive(Debug, Clone)]
+pub struct KafkaSourceConfig {
+    /// `source.bootstrap_servers` and `source.kafka_options`: shared with every Kafka client.
+    pub connection: KafkaConnection,
+    pub topic: String,
+    pub group_id: String,
+    /// Where a partition the offset log has never seen starts.
+    pub starting_offsets: StartingOffsets,
+    /// Records a batch needs were deleted by retention: fail (true) or skip ahead with a
+    /// warning (false).
+    pub fail_on_data_loss: bool,
+    /// How long to wait for the group to assign partitions on start.
+    pub assignment_timeout: Duration,
+}
+
+impl Default for KafkaSourceConfig {
+    fn default() -> Self {
+        Self {
+            connection: KafkaConnection::default(),
+            topic: "x-posts".into(),
+            group_id: "tweetlake".into(),
+            starting_offsets: StartingOffsets::Earliest,
+            fail_on_data_loss: true,
+            assignment_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl KafkaSourceConfig {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        if self.topic.is_empty() {
+            return Err(InvalidSetting::new("topic", "name the topic to read"));
+        }
+        if self.group_id.is_empty() {
+            return Err(InvalidSetting::new("group_id", "name the consumer group"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a partition with no offset-log entry starts: `earliest`, `latest` or an RFC 3339 time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum StartingOffsets {
     Earliest,
     Latest,
@@ -40,9 +88,11 @@ pub enum StartingOffsets {
     Timestamp(i64),
 }
 
-impl StartingOffsets {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text {
+impl TryFrom<String> for StartingOffsets {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
             "earliest" => Ok(Self::Earliest),
             "latest" => Ok(Self::Latest),
             other => DateTime::parse_from_rfc3339(other)
@@ -52,36 +102,101 @@ impl StartingOffsets {
     }
 }
 
-/// Tracks the partitions the group gave this member; rebalance callbacks run inside `recv`.
+/// Permanent failures librdkafka reports in the background, through a client's error callback
+/// rather than as the result of a call (refused credentials, say): kept, so that the next read,
+/// or a lookup that timed out meanwhile, stops with the real cause.
 #[derive(Default)]
-pub struct GroupContext {
-    assigned: Mutex<BTreeSet<i32>>,
-    generation: AtomicU64,
+pub struct Refusals {
+    first: Mutex<Option<(KafkaError, String)>>,
+    reported: Notify,
 }
 
-impl ClientContext for GroupContext {
-    fn error(&self, error: KafkaError, reason: &str) {
-        log_client_error(error, reason);
+impl Refusals {
+    /// Keeps `error` if it is a refusal; `reason` is librdkafka's explanation, when it gave
+    /// one. An unknown topic is not a refusal here: Kafka calls it retriable (metadata can lag
+    /// behind a new topic), and a read confirms it first.
+    fn record(&self, error: &KafkaError, reason: Option<&str>) {
+        let failure = KafkaFailure::of(error);
+        if !failure.is_permanent() || failure == KafkaFailure::TopicMissing {
+            return;
+        }
+        let mut first = self.first.lock().expect("refusal lock");
+        if first.is_none() {
+            let reason = reason.map_or_else(|| error.to_string(), str::to_string);
+            *first = Some((error.clone(), reason));
+            self.reported.notify_one();
+        }
+    }
+
+    /// Serves the events a failed lookup's client has queued (a consumer gets its errors only
+    /// when it polls) and keeps the refusals among them.
+    fn collect(&self, client: &BaseConsumer<ProbeContext>) {
+        let deadline = Instant::now() + EVENT_WAIT;
+        while let Some(wait) = deadline.checked_duration_since(Instant::now()) {
+            match client.poll(wait) {
+                Some(Err(error)) => self.record(&error, None),
+                Some(Ok(_)) => {}
+                None => break,
+            }
+        }
+    }
+
+    /// The first permanent failure reported so far, as an error.
+    fn error(&self) -> Option<SourceError> {
+        let first = self.first.lock().expect("refusal lock");
+        first.as_ref().map(|(error, reason)| SourceError::Refused {
+            reason: reason.clone(),
+            source: error.clone(),
+        })
+    }
+
+    /// Waits until a permanent failure is reported.
+    async fn reported(&self) -> SourceError {
+        loop {
+            if let Some(error) = self.error() {
+                return error;
+            }
+            self.reported.notified().await;
+        }
     }
 }
 
-/// End-of-partition is an expected event here, not an error worth logging.
-fn log_client_error(error: KafkaError, reason: &str) {
+/// Logs a client's errors (end-of-partition is an expected event here) and keeps the
+/// permanent ones.
+fn client_error(refusals: &Refusals, error: KafkaError, reason: &str) {
     let end_of_partition = matches!(
         error,
         KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)
     );
     if !end_of_partition {
         tracing::warn!("kafka: {error}: {reason}");
+        refusals.record(&error, Some(reason));
     }
 }
 
-/// The client of probes and plain reads: only logs real errors.
-pub struct ProbeContext;
+/// Tracks the partitions the group gave this member; rebalance callbacks run inside `recv`.
+#[derive(Default)]
+pub struct GroupContext {
+    assigned: Mutex<BTreeSet<i32>>,
+    generation: AtomicU64,
+    refusals: Arc<Refusals>,
+}
+
+impl ClientContext for GroupContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        client_error(&self.refusals, error, reason);
+    }
+}
+
+/// The client of probes and plain reads: logs real errors, keeps permanent ones.
+#[derive(Default)]
+pub struct ProbeContext {
+    refusals: Arc<Refusals>,
+}
 
 impl ClientContext for ProbeContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        log_client_error(error, reason);
+        client_error(&self.refusals, error, reason);
     }
 }
 
@@ -113,6 +228,8 @@ pub struct KafkaSource {
     /// consumer's, they would queue behind its long-polling fetches.
     lookup: Arc<BaseConsumer<ProbeContext>>,
     client_config: ClientConfig,
+    /// Shared by every client of this source.
+    refusals: Arc<Refusals>,
     topic: String,
     bootstrap: String,
     starting_offsets: StartingOffsets,
@@ -124,8 +241,9 @@ pub struct KafkaSource {
     lag: BTreeMap<String, i64>,
 }
 
-fn kafka_error(context: &str) -> impl FnOnce(KafkaError) -> SourceError + '_ {
-    move |e| SourceError::Kafka(format!("{context}: {e}"))
+/// A failed broker call, with what it was doing.
+fn kafka_error(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError {
+    move |source| SourceError::Kafka { context, source }
 }
 
 impl KafkaSource {
@@ -134,46 +252,44 @@ impl KafkaSource {
     /// to `batch_bytes` ahead in the background, so the next batch arrives while this one is
     /// processed.
     pub async fn connect(
-        config: &SourceConfig,
+        config: &KafkaSourceConfig,
         batch_bytes: usize,
         client_id: &str,
     ) -> Result<Self, SourceError> {
-        let starting_offsets = StartingOffsets::parse(&config.starting_offsets)
-            .map_err(|m| SourceError::Kafka(format!("config key source.starting_offsets: {m}")))?;
-        let mut client_config = ClientConfig::new();
-        client_config
-            .set("bootstrap.servers", &config.bootstrap_servers)
-            .set("client.id", client_id)
-            .set("enable.partition.eof", "true")
-            .set("session.timeout.ms", "10000")
-            .set("auto.offset.reset", "earliest")
-            .set("queued.max.messages.kbytes", prefetch_kbytes(batch_bytes))
+        let prefetch = prefetch_kbytes(batch_bytes);
+        let client_config = config.connection.client_config(&[
+            ("client.id", client_id),
+            ("enable.partition.eof", "true"),
+            ("session.timeout.ms", "10000"),
+            ("auto.offset.reset", "earliest"),
+            ("queued.max.messages.kbytes", &prefetch),
             // The read-ahead queue is full whenever a batch is being processed; librdkafka then
             // waits this long before fetching again (1 s by default), and the next read, which
             // empties the queue in about 0.1 s, would sit out the rest of that second.
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
-        for (key, value) in &config.kafka_options {
-            client_config.set(key, value);
-        }
+            ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS),
+        ]);
         let mut group_config = client_config.clone();
         group_config
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false");
+        let refusals = Arc::new(Refusals::default());
+        let context = GroupContext {
+            refusals: refusals.clone(),
+            ..GroupContext::default()
+        };
         let consumer: StreamConsumer<GroupContext> = group_config
-            .create_with_context(GroupContext::default())
-            .map_err(kafka_error(
-                "cannot create the Kafka consumer (check source.kafka_options)",
-            ))?;
-        let consumer = Arc::new(consumer);
-        let lookup = Arc::new(quiet_consumer(&client_config, "lookup")?);
+            .create_with_context(context)
+            .map_err(kafka_error("cannot create the Kafka consumer"))?;
+        let lookup = quiet_consumer(&client_config, "lookup", refusals.clone())?;
         let source = Self {
-            consumer,
-            lookup,
+            consumer: Arc::new(consumer),
+            lookup: Arc::new(lookup),
             client_config,
+            refusals,
             topic: config.topic.clone(),
-            bootstrap: config.bootstrap_servers.clone(),
-            starting_offsets,
+            bootstrap: config.connection.bootstrap_servers.clone(),
+            starting_offsets: config.starting_offsets.clone(),
             fail_on_data_loss: config.fail_on_data_loss,
             assignment_timeout: config.assignment_timeout,
             fetch_positions: HashMap::new(),
@@ -194,26 +310,38 @@ impl KafkaSource {
         }
     }
 
-    /// Runs a blocking lookup off the async threads.
+    /// Runs a blocking lookup off the async threads. When it fails, the refusal behind it (the
+    /// broker refused the credentials), if a client reported one, is the error: the lookup
+    /// itself only sees a broken connection or a timeout.
     async fn blocking<T: Send + 'static>(
         &self,
         call: impl FnOnce(&BaseConsumer<ProbeContext>) -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {
-        let consumer = Arc::clone(&self.lookup);
-        tokio::task::spawn_blocking(move || call(&consumer))
-            .await
-            .map_err(|e| SourceError::Kafka(format!("broker call panicked: {e}")))?
+        let (consumer, refusals) = (Arc::clone(&self.lookup), Arc::clone(&self.refusals));
+        let lookup = tokio::task::spawn_blocking(move || {
+            let result = call(&consumer);
+            if result.is_err() {
+                refusals.collect(&consumer);
+            }
+            result
+        });
+        let result = tokio::select! {
+            joined = lookup => joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            refused = self.refusals.reported() => Err(refused),
+        };
+        result.map_err(|error| self.refusals.error().unwrap_or(error))
     }
 
     /// Every partition of the topic, which also proves the broker answers.
     async fn topic_partitions(&self) -> Result<Vec<i32>, SourceError> {
         let (topic, bootstrap) = (self.topic.clone(), self.bootstrap.clone());
         self.blocking(move |consumer| {
-            let metadata = consumer.fetch_metadata(Some(&topic), BROKER_TIMEOUT).map_err(|e| {
-                SourceError::Kafka(format!(
-                    "cannot reach Kafka at {bootstrap}: {e} (check source.bootstrap_servers and that the broker runs)"
-                ))
-            })?;
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), BROKER_TIMEOUT)
+                .map_err(|source| SourceError::Unreachable {
+                    bootstrap: bootstrap.clone(),
+                    source,
+                })?;
             let partitions: Vec<i32> = metadata
                 .topics()
                 .iter()
@@ -221,9 +349,7 @@ impl KafkaSource {
                 .flat_map(|t| t.partitions().iter().map(|p| p.id()))
                 .collect();
             if partitions.is_empty() {
-                return Err(SourceError::Kafka(format!(
-                    "topic `{topic}` does not exist on {bootstrap} (create it, or fix source.topic)"
-                )));
+                return Err(SourceError::TopicMissing { topic, bootstrap });
             }
             Ok(partitions)
         })
@@ -245,7 +371,11 @@ impl KafkaSource {
         let deadline = Instant::now() + self.assignment_timeout;
         while self.assigned().is_empty() && Instant::now() < deadline {
             let wait = deadline.saturating_duration_since(Instant::now());
-            if let Ok(Ok(message)) = tokio::time::timeout(wait, self.consumer.recv()).await {
+            let received = tokio::select! {
+                received = tokio::time::timeout(wait, self.consumer.recv()) => received,
+                refused = self.refusals.reported() => return Err(refused),
+            };
+            if let Ok(Ok(message)) = received {
                 self.fetch_positions.remove(&message.partition());
             }
         }
@@ -264,9 +394,10 @@ impl KafkaSource {
     /// to the partition's end-of-file event: some brokers under-report the watermark.
     async fn true_ends(&self, partitions: Vec<i32>) -> Result<Positions, SourceError> {
         let (config, topic) = (self.client_config.clone(), self.topic.clone());
-        let ends = tokio::task::spawn_blocking(move || probe_ends(&config, &topic, &partitions))
-            .await
-            .map_err(|e| SourceError::Kafka(format!("end probe panicked: {e}")))??;
+        let refusals = self.refusals.clone();
+        let ends = self
+            .blocking(move |_| probe_ends(&config, &topic, &partitions, refusals))
+            .await?;
         Ok(ends.into_iter().map(|(p, end)| (self.tp(p), end)).collect())
     }
 
@@ -400,12 +531,13 @@ fn prefetch_kbytes(batch_bytes: usize) -> String {
 pub fn quiet_consumer(
     config: &ClientConfig,
     purpose: &str,
+    refusals: Arc<Refusals>,
 ) -> Result<BaseConsumer<ProbeContext>, SourceError> {
     config
         .clone()
         .set("group.id", format!("tweetlake-{purpose}"))
         .set("enable.auto.commit", "false")
-        .create_with_context(ProbeContext)
+        .create_with_context(ProbeContext { refusals })
         .map_err(kafka_error("cannot create the Kafka lookup client"))
 }
 
@@ -414,8 +546,9 @@ fn probe_ends(
     config: &ClientConfig,
     topic: &str,
     partitions: &[i32],
+    refusals: Arc<Refusals>,
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let probe = quiet_consumer(config, "end-probe")?;
+    let probe = quiet_consumer(config, "end-probe", refusals)?;
     let mut ends = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for &p in partitions {
@@ -431,9 +564,10 @@ fn probe_ends(
     let deadline = Instant::now() + BROKER_TIMEOUT * 3;
     while !open.is_empty() {
         if Instant::now() > deadline {
-            return Err(SourceError::Kafka(format!(
-                "no end-of-partition event for {topic} partitions {open:?}: cannot tell where the data ends"
-            )));
+            return Err(SourceError::NoEndOfPartition {
+                topic: topic.to_string(),
+                partitions: format!("{open:?}"),
+            });
         }
         match probe.poll(Duration::from_millis(100)) {
             Some(Ok(message)) => {
@@ -470,61 +604,100 @@ impl ReadState {
     }
 }
 
+/// When a read stops waiting for more records.
+#[derive(Debug, Clone, Copy)]
+enum ReadEnd {
+    /// Continuous mode: wait for new records until then.
+    Deadline(Instant),
+    /// Available-now: a partition is done at its end-of-partition event (or after
+    /// [`IDLE_TIMEOUT`] of silence).
+    EndOfData,
+}
+
 impl KafkaSource {
-    /// Receives records into `state` until `stop` says so, every partition is done, or the
-    /// broker is silent until `deadline`. `end_of` gives each partition's exclusive end.
+    /// Receives records into `state` until `full` says so, every partition is done, the
+    /// assignment changes, or `read_end` comes. `end_of` gives each partition's exclusive end.
     async fn fill(
         &mut self,
         state: &mut ReadState,
         end_of: impl Fn(i32) -> i64,
-        stop_at_eof: bool,
-        deadline: Option<Instant>,
+        read_end: ReadEnd,
         full: impl Fn(&RawBatchBuilder) -> bool,
     ) -> Result<(), SourceError> {
         let generation = self.assignment_generation();
+        // A message borrows the consumer: a handle of its own leaves `self` free to update.
+        let consumer = Arc::clone(&self.consumer);
         while !state.all_done() && !full(&state.builder) && self.assignment_generation() == generation {
-            let wait = deadline.map_or(IDLE_TIMEOUT, |d| d.saturating_duration_since(Instant::now()));
-            let Ok(received) = tokio::time::timeout(wait, self.consumer.recv()).await else {
+            let wait = match read_end {
+                ReadEnd::Deadline(deadline) => deadline.saturating_duration_since(Instant::now()),
+                ReadEnd::EndOfData => IDLE_TIMEOUT,
+            };
+            let received = tokio::select! {
+                received = tokio::time::timeout(wait, consumer.recv()) => received,
+                refused = self.refusals.reported() => return Err(refused),
+            };
+            let Ok(received) = received else {
                 break;
             };
             match received {
-                Ok(message) => {
-                    let p = message.partition();
-                    let Some(&expected) = state.expected.get(&p) else {
-                        self.fetch_positions.remove(&p); // not asked for: its position is now unknown
-                        continue;
-                    };
-                    let offset = message.offset();
-                    if offset < expected || state.done.contains(&p) {
-                        if offset >= expected {
-                            self.fetch_positions.remove(&p);
-                        }
-                        continue;
-                    }
-                    if offset >= end_of(p) {
-                        self.fetch_positions.remove(&p);
-                        state.done.insert(p);
-                        continue;
-                    }
-                    let timestamp = message.timestamp().to_millis().map(|ms| ms * 1000);
-                    let topic = message.topic();
-                    state
-                        .builder
-                        .push(topic, p, offset, timestamp, message.key(), message.payload());
-                    state.expected.insert(p, offset + 1);
-                    self.fetch_positions.insert(p, offset + 1);
-                    if offset + 1 >= end_of(p) {
-                        state.done.insert(p);
-                    }
-                }
+                Ok(message) => self.accept(state, &message, &end_of),
                 Err(KafkaError::PartitionEOF(p)) => {
-                    if stop_at_eof && self.fetch_positions.get(&p) == state.expected.get(&p) {
+                    let at_end = self.fetch_positions.get(&p) == state.expected.get(&p);
+                    if matches!(read_end, ReadEnd::EndOfData) && at_end {
                         state.done.insert(p);
                     }
                 }
-                Err(e) => tracing::warn!("kafka: {e}"),
+                Err(error) => self.consume_error(error).await?,
             }
         }
+        Ok(())
+    }
+
+    /// Adds `message` to the read if it is the next record a partition needs.
+    fn accept(&mut self, state: &mut ReadState, message: &BorrowedMessage<'_>, end_of: impl Fn(i32) -> i64) {
+        let p = message.partition();
+        let Some(&expected) = state.expected.get(&p) else {
+            self.fetch_positions.remove(&p); // not asked for: its position is now unknown
+            return;
+        };
+        let offset = message.offset();
+        if offset < expected || state.done.contains(&p) {
+            if offset >= expected {
+                self.fetch_positions.remove(&p);
+            }
+            return;
+        }
+        if offset >= end_of(p) {
+            self.fetch_positions.remove(&p);
+            state.done.insert(p);
+            return;
+        }
+        let timestamp = message.timestamp().to_millis().map(|ms| ms * 1000);
+        state.builder.push(
+            message.topic(),
+            p,
+            offset,
+            timestamp,
+            message.key(),
+            message.payload(),
+        );
+        state.expected.insert(p, offset + 1);
+        self.fetch_positions.insert(p, offset + 1);
+        if offset + 1 >= end_of(p) {
+            state.done.insert(p);
+        }
+    }
+
+    /// A consumer error during a read: permanent ones end the read. Kafka itself calls an
+    /// unknown topic retriable (metadata can lag behind a new topic), so that one counts only
+    /// once a lookup confirms the topic is gone.
+    async fn consume_error(&self, error: KafkaError) -> Result<(), SourceError> {
+        match KafkaFailure::of(&error) {
+            KafkaFailure::Transient => {}
+            KafkaFailure::TopicMissing => self.topic_partitions().await.map(drop)?,
+            _ => return Err(kafka_error("reading")(error)),
+        }
+        tracing::warn!("kafka: {error}");
         Ok(())
     }
 }
@@ -565,14 +738,8 @@ impl Source for KafkaSource {
         }
         let (max_records, max_bytes) = (limits.max_records, limits.max_bytes);
         let full = |b: &RawBatchBuilder| b.len() >= max_records || b.bytes() >= max_bytes;
-        self.fill(
-            &mut state,
-            end_of,
-            limits.deadline.is_none(),
-            limits.deadline,
-            full,
-        )
-        .await?;
+        let read_end = limits.deadline.map_or(ReadEnd::EndOfData, ReadEnd::Deadline);
+        self.fill(&mut state, end_of, read_end, full).await?;
         let ranges = start
             .iter()
             .map(|(&p, &s)| OffsetRange {
@@ -600,17 +767,17 @@ impl Source for KafkaSource {
         self.fail_on_data_loss = fail_on_data_loss;
         let start = sought?;
         let mut state = ReadState::new(start);
-        self.fill(&mut state, |p| wanted[&p].1, true, None, |_| false)
+        self.fill(&mut state, |p| wanted[&p].1, ReadEnd::EndOfData, |_| false)
             .await?;
         if let Some((p, _)) = state
             .expected
             .iter()
             .find(|(p, o)| **o < wanted[p].1 && !state.done.contains(p))
         {
-            return Err(SourceError::Kafka(format!(
-                "planned range {}[{p}] {}..{} could not be read again within {IDLE_TIMEOUT:?}",
-                self.topic, wanted[p].0, wanted[p].1
-            )));
+            return Err(SourceError::RangeUnreadable {
+                range: format!("{}[{p}] {}..{}", self.topic, wanted[p].0, wanted[p].1),
+                within: IDLE_TIMEOUT,
+            });
         }
         Ok(state.builder.finish())
     }

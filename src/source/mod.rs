@@ -7,18 +7,23 @@ pub mod kafka;
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{
     ArrayBuilder, ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 
-pub use file::FileSource;
-pub use kafka::KafkaSource;
+use crate::kafka::{KafkaConnection, KafkaFailure};
+use crate::settings::{duration_text, string_map, InvalidSetting};
+
+pub use file::{FileSource, FileSourceConfig};
+pub use kafka::{KafkaSource, KafkaSourceConfig, StartingOffsets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -26,10 +31,128 @@ pub enum SourceError {
     Io { path: String, source: std::io::Error },
     #[error("{path}: batch range {range} is past the end of the file (was the file replaced or truncated?)")]
     RangeGone { path: String, range: String },
-    #[error("kafka: {0}")]
-    Kafka(String),
+    /// A broker call failed while `context`; its code says whether waiting can help.
+    #[error("kafka: {context}: {source}{hint}", hint = KafkaFailure::of(source).hint())]
+    Kafka {
+        context: &'static str,
+        source: KafkaError,
+    },
+    /// librdkafka reported a permanent failure in the background (refused credentials, say).
+    #[error("kafka: {reason}{hint}", hint = KafkaFailure::of(source).hint())]
+    Refused { reason: String, source: KafkaError },
+    #[error("kafka: cannot reach Kafka at {bootstrap}: {source} (check source.bootstrap_servers and that the broker runs)")]
+    Unreachable { bootstrap: String, source: KafkaError },
+    #[error("kafka: topic `{topic}` does not exist on {bootstrap} (create it, or fix source.topic)")]
+    TopicMissing { topic: String, bootstrap: String },
+    #[error("kafka: no end-of-partition event for {topic} partitions {partitions}: cannot tell where the data ends")]
+    NoEndOfPartition { topic: String, partitions: String },
+    #[error("kafka: planned range {range} could not be read again within {within:?}")]
+    RangeUnreadable { range: String, within: Duration },
     #[error("kafka: {0} were deleted by retention before tweetlake read them (set source.fail_on_data_loss = false to skip ahead)")]
     DataLost(String),
+}
+
+impl SourceError {
+    /// Errors that may go away by themselves: a broker that is down or slow. A missing file or
+    /// topic, lost offsets and refused credentials never do.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Kafka { source, .. } | Self::Unreachable { source, .. } => {
+                !KafkaFailure::of(source).is_permanent()
+            }
+            Self::NoEndOfPartition { .. } | Self::RangeUnreadable { .. } => true,
+            Self::Io { .. }
+            | Self::RangeGone { .. }
+            | Self::Refused { .. }
+            | Self::TopicMissing { .. }
+            | Self::DataLost(_) => false,
+        }
+    }
+}
+
+/// Which source `tweetlake run` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A JSONL(.gz) file of X stream messages: the embedded default.
+    #[default]
+    File,
+    Kafka,
+}
+
+/// The `[source]` section: which source runs, and each source's own settings. Both sources'
+/// settings are always there: `produce --kafka` publishes to the Kafka topic whatever the kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "SourceSection")]
+pub struct SourceConfig {
+    pub kind: SourceKind,
+    pub file: FileSourceConfig,
+    pub kafka: KafkaSourceConfig,
+}
+
+impl SourceConfig {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        match self.kind {
+            SourceKind::File => Ok(()),
+            SourceKind::Kafka => self.kafka.validate(),
+        }
+    }
+}
+
+/// `[source]` as written in the file: one flat table whose keys belong to the file source
+/// (`path`), the Kafka source (the rest) or both (`kind`). Read through this type so that an
+/// unknown key is still an error naming it (serde's `flatten` would accept any key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct SourceSection {
+    kind: SourceKind,
+    path: PathBuf,
+    bootstrap_servers: String,
+    topic: String,
+    group_id: String,
+    starting_offsets: StartingOffsets,
+    fail_on_data_loss: bool,
+    #[serde(with = "duration_text")]
+    assignment_timeout: Duration,
+    #[serde(deserialize_with = "string_map::deserialize")]
+    kafka_options: BTreeMap<String, String>,
+}
+
+impl Default for SourceSection {
+    fn default() -> Self {
+        let SourceConfig { kind, file, kafka } = SourceConfig::default();
+        Self {
+            kind,
+            path: file.path,
+            bootstrap_servers: kafka.connection.bootstrap_servers,
+            topic: kafka.topic,
+            group_id: kafka.group_id,
+            starting_offsets: kafka.starting_offsets,
+            fail_on_data_loss: kafka.fail_on_data_loss,
+            assignment_timeout: kafka.assignment_timeout,
+            kafka_options: kafka.connection.options,
+        }
+    }
+}
+
+impl From<SourceSection> for SourceConfig {
+    fn from(section: SourceSection) -> Self {
+        Self {
+            kind: section.kind,
+            file: FileSourceConfig { path: section.path },
+            kafka: KafkaSourceConfig {
+                connection: KafkaConnection {
+                    bootstrap_servers: section.bootstrap_servers,
+                    options: section.kafka_options,
+                },
+                topic: section.topic,
+                group_id: section.group_id,
+                starting_offsets: section.starting_offsets,
+                fail_on_data_loss: section.fail_on_data_loss,
+                assignment_timeout: section.assignment_timeout,
+            },
+        }
+    }
 }
 
 /// One partition of one topic (a file source has a single partition 0 named after the file).

@@ -13,7 +13,7 @@ use tempfile::TempDir;
 
 use tweetlake::config::Config;
 use tweetlake::decode::{BatchContext, Decoded, MessageDecoder};
-use tweetlake::sink::Lake;
+use tweetlake::lake::Lake;
 use tweetlake::source::FileSource;
 
 /// Every child process gets this long before the test fails.

@@ -2,6 +2,7 @@
 //! [`backoff`] policy between attempts, and the loop that [`publish`]es each post to Kafka.
 
 pub mod backoff;
+mod config;
 pub mod publish;
 pub mod rules;
 pub mod stream;
@@ -11,8 +12,9 @@ use std::time::{Duration, SystemTime};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::Deserialize;
 
-use crate::config::{Secret, XConfig};
-use crate::produce::kafka::PublishError;
+use crate::kafka::PublishError;
+
+pub use config::{CompanyTerms, Secret, XConfig};
 
 /// Where the token can be set, for error messages.
 const TOKEN_KEYS: &str = "x.bearer_token (or TWEETLAKE_X__BEARER_TOKEN / X_BEARER_TOKEN in the environment)";

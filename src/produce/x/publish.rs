@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::backoff::{Backoff, Clock, Failure, Wait};
 use super::stream::{self, ConnectError, Connection, Ended, Event};
 use super::{XApi, XError};
-use crate::produce::kafka::{KafkaPublisher, PublishError};
+use crate::kafka::{KafkaPublisher, PublishError};
 
 /// Where posts go: Kafka in production, a list in tests.
 pub trait Publish {

@@ -11,8 +11,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use super::{join_problems, Problem, XApi, XError};
-use crate::config::{CompanyTerms, XConfig};
+use super::{join_problems, CompanyTerms, Problem, XApi, XConfig, XError};
 
 pub const RULES_PATH: &str = "/2/tweets/search/stream/rules";
 
@@ -64,12 +63,12 @@ pub enum RuleConfigError {
 }
 
 impl RuleConfigError {
-    /// The config key at fault.
+    /// The config key at fault, within the `[x]` section.
     pub fn key(&self) -> String {
         match self {
-            Self::Term { company, list, .. } => format!("x.companies.{company}.{list}"),
+            Self::Term { company, list, .. } => format!("companies.{company}.{list}"),
             Self::CompanyId { company } | Self::NoTerms { company } | Self::TooLong { company, .. } => {
-                format!("x.companies.{company}")
+                format!("companies.{company}")
             }
         }
     }
@@ -260,9 +259,17 @@ pub async fn list(api: &XApi) -> Result<Vec<Rule>, XError> {
     }
 }
 
-/// Brings the app's rules in line with `desired`; with `apply` false only validates the change
-/// (X's `dry_run`). Returns the plan.
-pub async fn sync(api: &XApi, desired: &[RuleSpec], apply: bool) -> Result<RulePlan, XError> {
+/// Whether a sync changes X's rules or only has X validate the change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// X validates the change (its `dry_run`); nothing changes.
+    DryRun,
+    /// The change is validated, then made.
+    Apply,
+}
+
+/// Brings the app's rules in line with `desired`, or only validates the change. Returns the plan.
+pub async fn sync(api: &XApi, desired: &[RuleSpec], mode: SyncMode) -> Result<RulePlan, XError> {
     let plan = RulePlan::new(desired, list(api).await?);
     // A rule whose tag changed keeps its value, which X accepted before and would now call a
     // duplicate: validate only the new values.
@@ -273,12 +280,12 @@ pub async fn sync(api: &XApi, desired: &[RuleSpec], apply: bool) -> Result<RuleP
         .cloned()
         .collect();
     // The whole change is validated before any of it is made, so a bad rule changes nothing.
-    change(api, Change::Delete(&plan.delete), true).await?;
-    change(api, Change::Add(&new_values), true).await?;
-    if apply {
+    change(api, Change::Delete(&plan.delete), SyncMode::DryRun).await?;
+    change(api, Change::Add(&new_values), SyncMode::DryRun).await?;
+    if mode == SyncMode::Apply {
         // Deletions first: X refuses a value that is still there under its old tag.
-        change(api, Change::Delete(&plan.delete), false).await?;
-        change(api, Change::Add(&plan.add), false).await?;
+        change(api, Change::Delete(&plan.delete), SyncMode::Apply).await?;
+        change(api, Change::Add(&plan.add), SyncMode::Apply).await?;
     }
     Ok(plan)
 }
@@ -289,7 +296,7 @@ enum Change<'a> {
 }
 
 /// One `POST .../rules`; nothing to send is no request.
-async fn change(api: &XApi, change: Change<'_>, dry_run: bool) -> Result<(), XError> {
+async fn change(api: &XApi, change: Change<'_>, mode: SyncMode) -> Result<(), XError> {
     #[derive(Deserialize)]
     struct Reply {
         #[serde(default)]
@@ -316,7 +323,7 @@ async fn change(api: &XApi, change: Change<'_>, dry_run: bool) -> Result<(), XEr
         .request(Method::POST, RULES_PATH)
         .header(CONTENT_TYPE, "application/json")
         .body(body.to_string());
-    if dry_run {
+    if mode == SyncMode::DryRun {
         request = request.query(&[("dry_run", "true")]);
     }
     let reply: Reply = api.json(what, api.send(what, request).await?).await?;
@@ -338,11 +345,14 @@ async fn change(api: &XApi, change: Change<'_>, dry_run: bool) -> Result<(), XEr
 mod tests {
     use super::*;
 
+    /// The `[x]` section of a config file whose section body is `toml`.
     fn config(toml: &str) -> XConfig {
-        let text = format!("[x]\n{toml}");
-        crate::config::Config::from_toml_and_env(&text, "t.toml", std::iter::empty())
-            .map(|c| c.x)
-            .unwrap_or_else(|e| panic!("{e}"))
+        #[derive(Deserialize)]
+        struct File {
+            x: XConfig,
+        }
+        let file: File = toml::from_str(&format!("[x]\n{toml}")).unwrap_or_else(|e| panic!("{e}"));
+        file.x
     }
 
     fn values(config: &XConfig) -> Vec<(String, String)> {
@@ -388,36 +398,6 @@ mod tests {
         ];
         assert_eq!(rules, expected.map(|(t, v)| (t.to_string(), v.to_string())));
         assert!(rules.iter().all(|(_, v)| v.chars().count() <= 40));
-    }
-
-    #[test]
-    fn config_errors_name_the_key() {
-        let error = |toml: &str| {
-            crate::config::Config::from_toml_and_env(&format!("[x]\n{toml}"), "t.toml", std::iter::empty())
-                .unwrap_err()
-                .to_string()
-        };
-        let e = error("[x.companies.AAPL]\nhashtags = [\"two words\"]\n");
-        assert!(
-            e.contains("x.companies.AAPL.hashtags") && e.contains("two words"),
-            "{e}"
-        );
-        let e = error("[x.companies.AAPL]\n");
-        assert!(
-            e.contains("x.companies.AAPL") && e.contains("at least one"),
-            "{e}"
-        );
-        let e = error("[x.companies.\"A B\"]\ncashtags = [\"A\"]\n");
-        assert!(e.contains("x.companies.A B"), "{e}");
-        let e = error("max_rule_length = 4\n[x.companies.A]\ncashtags = [\"ABCDE\"]\n");
-        assert!(
-            e.contains("x.max_rule_length (4)") && e.contains("x.companies.A"),
-            "{e}"
-        );
-        let e = error("[x.companies.A]\nkeywords = [\"say \\\"hi\\\"\"]\n");
-        assert!(e.contains("x.companies.A.keywords"), "{e}");
-        let e = error("[x.companies.A]\nticker = [\"A\"]\n");
-        assert!(e.contains("ticker"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::{HttpFailure, Problem, XApi};
-use crate::produce::kafka::post_id;
+use crate::produce::post_id;
 
 pub const STREAM_PATH: &str = "/2/tweets/search/stream";
 
