@@ -626,3 +626,22 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// A project whose lake has no tables yet: enough for the prompt.
+fn empty_project() -> Project {
+    let project = Project::new();
+    project.write_posts(b"");
+    project.write_config("");
+    project
+}
+
+#[test]
+fn every_meta_command_alias_works_at_the_prompt() {
+    let project = empty_project();
+    let mut repl = Repl::start(&project, &[]);
+    let help = repl.run("\\h");
+    assert!(help.contains("this help (also \\h, \\help)"), "{help}");
+    assert_eq!(repl.run("\\help"), help);
+    repl.send("\\quit\r");
+    repl.pty.exp_eof().unwrap();
+}

@@ -10,7 +10,7 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Helper, Hinter};
 
-use super::command::COMMANDS;
+use super::command::{Argument, Meta};
 use super::format::Format;
 use super::lexer::{self, Kind, Token};
 
@@ -89,22 +89,44 @@ impl Completer for ReplHelper {
         } else {
             before.rfind(char::is_whitespace).map_or(0, |i| i + 1)
         };
-        let argument = words.len() - usize::from(!new_word);
-        let candidates: Vec<String> = match (words.first().copied().unwrap_or(""), argument) {
-            (_, 0) => COMMANDS.iter().map(|c| c.name.to_string()).collect(),
-            ("\\i" | "\\o", _) => return self.filenames.complete(line, pos, ctx),
-            ("\\d" | "\\history", 1) => vocabulary.tables.keys().cloned().collect(),
-            ("\\format", 1) => Format::ALL.iter().map(|f| f.name().to_string()).collect(),
-            ("\\timing" | "\\pager", 1) => vec!["on".into(), "off".into()],
-            ("\\run", 1) => vocabulary.queries.keys().cloned().collect(),
-            ("\\run", _) => vocabulary
-                .queries
-                .get(words[1])
-                .map(|params| params.iter().map(|p| format!("{p}=")).collect())
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        // Words before the one being typed: the first is the meta-command's name.
+        let typed = words.len() - usize::from(!new_word);
+        let candidates: Vec<String> = match typed.checked_sub(1) {
+            None => meta_command_names(),
+            Some(index) => match Meta::named(words[0]).and_then(|m| m.definition().argument(index)) {
+                Some(Argument::File) => return self.filenames.complete(line, pos, ctx),
+                Some(argument) => argument_values(&vocabulary, argument, &words),
+                None => Vec::new(),
+            },
         };
         Ok((start, pairs(matching(candidates, &line[start..pos]))))
+    }
+}
+
+/// Every meta-command's name and aliases.
+fn meta_command_names() -> Vec<String> {
+    Meta::ALL
+        .iter()
+        .flat_map(|meta| meta.definition().names())
+        .map(String::from)
+        .collect()
+}
+
+/// What Tab offers for an `argument` of the meta-command line whose words are `words`.
+fn argument_values(vocabulary: &Vocabulary, argument: Argument, words: &[&str]) -> Vec<String> {
+    match argument {
+        Argument::Table => vocabulary.tables.keys().cloned().collect(),
+        Argument::Format => Format::ALL.iter().map(|f| f.name().to_string()).collect(),
+        Argument::Switch => vec!["on".into(), "off".into()],
+        Argument::SavedQuery => vocabulary.queries.keys().cloned().collect(),
+        // The parameters of the saved query named before them.
+        Argument::QueryParameters => words
+            .get(1)
+            .and_then(|query| vocabulary.queries.get(*query))
+            .map(|params| params.iter().map(|p| format!("{p}=")).collect())
+            .unwrap_or_default(),
+        // Files come from the filename completer; counts and new names cannot be guessed.
+        Argument::File | Argument::Count | Argument::NewQueryName => Vec::new(),
     }
 }
 
@@ -388,6 +410,11 @@ mod tests {
             )
         };
         assert_eq!(complete("\\hi"), (0, vec!["\\history".to_string()]));
+        assert_eq!(
+            complete("\\qu"),
+            (0, vec!["\\queries".to_string(), "\\quit".to_string()])
+        );
+        assert_eq!(complete("\\").1.len(), meta_command_names().len());
         assert_eq!(complete("\\d silver.t"), (3, vec!["silver.tweets".to_string()]));
         assert_eq!(complete("\\format m"), (8, vec!["markdown".to_string()]));
         assert_eq!(
@@ -396,6 +423,8 @@ mod tests {
         );
         assert_eq!(complete("\\run t"), (5, vec!["top".to_string()]));
         assert_eq!(complete("\\run top h"), (9, vec!["hours=".to_string()]));
+        assert_eq!(complete("\\run top hours=1 "), (17, vec!["hours=".to_string()]));
+        assert_eq!(complete("\\history bronze ").1, Vec::<String>::new());
     }
 
     #[test]
