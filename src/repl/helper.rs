@@ -3,12 +3,14 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::sync::{Arc, RwLock};
 
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Context, Helper, Hinter};
+use rustyline::{ColorMode, Context, Helper, Hinter};
 
 use super::command::{Argument, Meta};
 use super::format::Format;
@@ -39,6 +41,37 @@ const COMMENT_STYLE: &str = "\x1b[90m";
 const COMMAND_STYLE: &str = "\x1b[1;36m";
 const RESET: &str = "\x1b[0m";
 
+/// Whether the REPL writes ANSI colours: decided once, by [`Styling::detect`], and passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Styling {
+    Colored,
+    Plain,
+}
+
+impl Styling {
+    /// Colours only for a person at a terminal who has not asked for none: stdout is a terminal
+    /// and `NO_COLOR` is unset or empty (no-color.org).
+    pub fn detect() -> Self {
+        Self::choose(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR"))
+    }
+
+    fn choose(stdout_is_terminal: bool, no_color: Option<OsString>) -> Self {
+        let refused = no_color.is_some_and(|value| !value.is_empty());
+        match stdout_is_terminal && !refused {
+            true => Styling::Colored,
+            false => Styling::Plain,
+        }
+    }
+
+    /// The line editor's setting: ours is decided already, so it must not decide again.
+    pub fn color_mode(self) -> ColorMode {
+        match self {
+            Styling::Colored => ColorMode::Forced,
+            Styling::Plain => ColorMode::Disabled,
+        }
+    }
+}
+
 /// What completion knows about the session, refreshed by it after each input.
 #[derive(Debug, Default)]
 pub struct Vocabulary {
@@ -54,13 +87,15 @@ pub struct Vocabulary {
 pub struct ReplHelper {
     vocabulary: Arc<RwLock<Vocabulary>>,
     filenames: FilenameCompleter,
+    styling: Styling,
 }
 
 impl ReplHelper {
-    pub fn new(vocabulary: Arc<RwLock<Vocabulary>>) -> Self {
+    pub fn new(vocabulary: Arc<RwLock<Vocabulary>>, styling: Styling) -> Self {
         Self {
             vocabulary,
             filenames: FilenameCompleter::new(),
+            styling,
         }
     }
 }
@@ -282,13 +317,19 @@ fn is_keyword(word: &str) -> bool {
     KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
 
+// The editor asks for highlighting only when its colour mode (from the same `Styling`) allows;
+// the helper checks too, so that it never colours on its own.
 impl Highlighter for ReplHelper {
     fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
-        Cow::Owned(highlight(line))
+        match self.styling {
+            Styling::Colored => Cow::Owned(highlight(line)),
+            Styling::Plain => Cow::Borrowed(line),
+        }
     }
 
+    /// Each typed character repaints the line, so a word is coloured as soon as it is one.
     fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
-        true
+        self.styling == Styling::Colored
     }
 }
 
@@ -398,7 +439,7 @@ mod tests {
 
     #[test]
     fn meta_commands_and_their_arguments() {
-        let helper = ReplHelper::new(Arc::new(RwLock::new(vocabulary())));
+        let helper = ReplHelper::new(Arc::new(RwLock::new(vocabulary())), Styling::Plain);
         let history = rustyline::history::DefaultHistory::new();
         let complete = |line: &str| {
             let (start, pairs) = helper
@@ -440,6 +481,27 @@ mod tests {
             highlight("\\d bronze"),
             format!("{COMMAND_STYLE}\\d{RESET} bronze")
         );
+    }
+
+    #[test]
+    fn colours_only_at_a_terminal_without_no_color() {
+        let terminal = true;
+        assert_eq!(Styling::choose(terminal, None), Styling::Colored);
+        assert_eq!(Styling::choose(terminal, Some("".into())), Styling::Colored);
+        assert_eq!(Styling::choose(terminal, Some("1".into())), Styling::Plain);
+        assert_eq!(Styling::choose(!terminal, None), Styling::Plain);
+    }
+
+    #[test]
+    fn a_plain_helper_leaves_the_line_as_typed() {
+        let vocabulary = Arc::new(RwLock::new(Vocabulary::default()));
+        let line = "SELECT 'a' FROM t";
+        let plain = ReplHelper::new(vocabulary.clone(), Styling::Plain);
+        assert_eq!(plain.highlight(line, 0), line);
+        assert!(!plain.highlight_char(line, 0, CmdKind::Other));
+        let colored = ReplHelper::new(vocabulary, Styling::Colored);
+        assert!(colored.highlight(line, 0).contains(KEYWORD_STYLE));
+        assert!(colored.highlight_char(line, 0, CmdKind::Other));
     }
 
     #[test]
