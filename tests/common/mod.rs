@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
@@ -503,6 +505,13 @@ impl Spawned {
         }
     }
 
+    /// Like [`Spawned::new`], with the child's stdout handed out line by line as it writes,
+    /// for a test that follows a long-running child; `wait` then returns no stdout.
+    pub fn with_stdout_lines(mut child: Child) -> (Self, StdoutLines) {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        (Self::new(child), StdoutLines::read(stdout))
+    }
+
     fn child(&mut self) -> &mut Child {
         self.child.as_mut().expect("not waited for yet")
     }
@@ -544,6 +553,42 @@ impl Drop for Spawned {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A running child's stdout, line by line; every line is due within CHILD_TIMEOUT of the start,
+/// so a test reading it cannot wait forever on a child that hangs.
+pub struct StdoutLines {
+    lines: mpsc::Receiver<String>,
+    deadline: Instant,
+}
+
+impl StdoutLines {
+    fn read(stdout: ChildStdout) -> Self {
+        let (sender, lines) = mpsc::channel();
+        // Ends when the child closes its stdout (exits or is killed) or the test stops reading.
+        std::thread::spawn(move || {
+            let _ = BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .try_for_each(|line| sender.send(line));
+        });
+        Self {
+            lines,
+            deadline: Instant::now() + CHILD_TIMEOUT,
+        }
+    }
+
+    /// The next line; fails the test when the child closes its stdout first or time is up.
+    pub fn next_line(&self) -> String {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the child wrote no further line within {CHILD_TIMEOUT:?} of its start")
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the child closed its stdout (it exited early)"),
         }
     }
 }
