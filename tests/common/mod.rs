@@ -282,13 +282,16 @@ pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql:
 }
 
 pub mod kafka {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::ClientConfig;
+
+    /// Reading a whole test topic takes at most this long.
+    const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
     pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -344,7 +347,7 @@ pub mod kafka {
         pub error: String,
     }
 
-    /// Every record of a one-partition topic, in order.
+    /// Every record of a one-partition topic, in order, read within READ_TIMEOUT.
     pub fn read_records(bootstrap: &str, topic: &str) -> Vec<Record> {
         use rdkafka::message::{Headers, Message};
         let consumer: BaseConsumer = ClientConfig::new()
@@ -357,11 +360,13 @@ pub mod kafka {
         list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
             .unwrap();
         consumer.assign(&list).unwrap();
+        let deadline = Instant::now() + READ_TIMEOUT;
         let mut records = Vec::new();
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             match consumer
-                .poll(Duration::from_secs(30))
-                .expect("a record or the end within 30 s")
+                .poll(left)
+                .unwrap_or_else(|| panic!("{topic}: not read to its end within {READ_TIMEOUT:?}"))
             {
                 Ok(message) => {
                     let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
