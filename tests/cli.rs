@@ -2,9 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-
-use common::{synth_good_count, wait_bounded, Project};
+use common::{synth_good_count, Project, Spawned, StdoutLines};
 use tweetlake::produce::synth::{self, SynthOptions};
 
 fn stdout(output: &std::process::Output) -> String {
@@ -185,15 +183,12 @@ fn config_and_source_errors_name_the_key_or_file() {
     );
 }
 
-/// Reads progress JSON lines from a running child until `want` batches have been reported.
-fn wait_for_reports(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    want: usize,
-) -> Vec<serde_json::Value> {
+/// Reads progress JSON lines from a running child until `want` batches have been reported
+/// (each read bounded: see `StdoutLines`).
+fn wait_for_reports(lines: &StdoutLines, want: usize) -> Vec<serde_json::Value> {
     let mut reports = Vec::new();
     while reports.len() < want {
-        let line = lines.next().expect("the runner exited early").unwrap();
-        if let Ok(report) = serde_json::from_str::<serde_json::Value>(&line) {
+        if let Ok(report) = serde_json::from_str::<serde_json::Value>(&lines.next_line()) {
             reports.push(report);
         }
     }
@@ -213,14 +208,16 @@ async fn continuous_run_picks_up_new_lines_and_stops_cleanly_on_ctrl_c() {
     );
     project.write_posts(&first);
     project.write_config("trigger_interval = \"200ms\"");
-    let mut child = project
-        .command(&["run"])
-        .env("TWEETLAKE_PIPELINE__PROGRESS_LOG", "-")
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Killed when the test fails before it stops the runner.
+    let (runner, lines) = Spawned::with_stdout_lines(
+        project
+            .command(&["run"])
+            .env("TWEETLAKE_PIPELINE__PROGRESS_LOG", "-")
+            .spawn()
+            .unwrap(),
+    );
 
-    let reports = wait_for_reports(&mut lines, 1);
+    let reports = wait_for_reports(&lines, 1);
     assert_eq!(reports[0]["input_rows"], 120);
     assert!(reports[0]["durations"]["total_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(reports[0]["tables"]["silver.tweets"]["rows"], 120);
@@ -230,16 +227,16 @@ async fn continuous_run_picks_up_new_lines_and_stops_cleanly_on_ctrl_c() {
     let mut appended = 0;
     let mut batch_ids = Vec::new();
     while appended < 80 {
-        let report = wait_for_reports(&mut lines, 1).remove(0);
+        let report = wait_for_reports(&lines, 1).remove(0);
         appended += report["input_rows"].as_i64().unwrap();
         batch_ids.push(report["batch_id"].as_i64().unwrap());
     }
     assert_eq!(appended, 80);
     assert_eq!(batch_ids[0], 1);
 
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let output = wait_bounded(child);
+    // SAFETY: signalling our own child process, not yet waited for.
+    unsafe { libc::kill(runner.id() as i32, libc::SIGINT) };
+    let output = runner.wait();
     assert!(output.status.success(), "{}", stderr(&output));
     let total = synth_good_count(&first) + synth_good_count(&more);
     assert_eq!(project.count("SELECT count(*) FROM silver.tweets").await, total);

@@ -498,11 +498,13 @@ impl OwnBroker {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // Built before the wait, so that its Drop kills the broker if it never listens.
+        let broker = Self { process, proxy };
         wait_for(
             || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
             "the test broker to listen",
         );
-        Some(Self { process, proxy })
+        Some(broker)
     }
 
     fn bootstrap(&self) -> String {

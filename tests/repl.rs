@@ -627,3 +627,71 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// rustyline paints the prompt and the line in synchronized updates; this ends each one.
+const PAINTED: &str = "\x1b[?2026l";
+
+/// What the terminal showed from the painted prompt until `input` and Enter were accepted,
+/// escape sequences kept; then waits for the next prompt.
+fn raw_echo(repl: &mut Repl, input: &str) -> String {
+    repl.pty.exp_string(PAINTED).unwrap();
+    repl.send(&format!("{input}\r"));
+    let echoed = repl.pty.exp_string(ACCEPTED).unwrap();
+    repl.prompt();
+    echoed
+}
+
+/// Whether `text` holds an SGR sequence (ESC [ digits and `;` m): a colour or a style.
+fn has_colour(text: &str) -> bool {
+    text.split("\x1b[").skip(1).any(|after| {
+        let parameters = after.trim_start_matches(|c: char| c.is_ascii_digit() || c == ';');
+        parameters.starts_with('m') && parameters.len() < after.len()
+    })
+}
+
+/// A project whose lake has no tables yet: enough for the prompt.
+fn empty_project() -> Project {
+    let project = Project::new();
+    project.write_posts(b"");
+    project.write_config("");
+    project
+}
+
+const TYPED: &str = "SELECT 'lit' AS s, 42 AS n; -- note";
+
+#[test]
+fn no_color_turns_highlighting_off() {
+    let project = empty_project();
+    let mut repl = Repl::start(&project, &[("NO_COLOR", "1")]);
+    let echoed = raw_echo(&mut repl, TYPED);
+    assert!(echoed.contains(TYPED), "the input is echoed as typed: {echoed:?}");
+    assert!(!echoed.contains('\x1b'), "no escape sequence: {echoed:?}");
+    repl.quit();
+}
+
+#[test]
+fn typed_sql_is_highlighted_at_a_terminal() {
+    let project = empty_project();
+    // An empty NO_COLOR asks for nothing (no-color.org).
+    let mut repl = Repl::start(&project, &[("NO_COLOR", "")]);
+    let echoed = raw_echo(&mut repl, TYPED);
+    assert!(
+        has_colour(&echoed),
+        "keywords, strings, numbers coloured: {echoed:?}"
+    );
+    assert!(plain(&echoed).contains(TYPED), "{echoed:?}");
+    let meta = raw_echo(&mut repl, "\\quer");
+    assert!(has_colour(&meta), "the meta-command's name coloured: {meta:?}");
+    repl.quit();
+}
+
+#[test]
+fn every_meta_command_alias_works_at_the_prompt() {
+    let project = empty_project();
+    let mut repl = Repl::start(&project, &[]);
+    let help = repl.run("\\h");
+    assert!(help.contains("this help (also \\h, \\help)"), "{help}");
+    assert_eq!(repl.run("\\help"), help);
+    repl.send("\\quit\r");
+    repl.pty.exp_eof().unwrap();
+}

@@ -411,13 +411,14 @@ async fn produce_x_publishes_every_post_once_per_delivery_to_kafka() {
     command
         .env("TWEETLAKE_X__BEARER_TOKEN", TOKEN)
         .env_remove("X_BEARER_TOKEN");
-    let mut child = command.spawn().unwrap();
+    // Killed when the test fails before it stops the producer.
+    let mut child = common::Spawned::new(command.spawn().unwrap());
 
     // A connection after the script means every earlier one was read to its end.
     let deadline = Instant::now() + WAIT;
     while fake.state().after_script == 0 {
-        if child.try_wait().unwrap().is_some() {
-            panic!("produce x exited early: {}", stderr(&wait_bounded(child)));
+        if child.exited() {
+            panic!("produce x exited early: {}", stderr(&child.wait()));
         }
         assert!(
             Instant::now() < deadline,
@@ -427,7 +428,7 @@ async fn produce_x_publishes_every_post_once_per_delivery_to_kafka() {
     }
     // SAFETY: kill(2) with a pid this test spawned and still owns.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let output = wait_bounded(child);
+    let output = child.wait();
     let log = stderr(&output);
     assert!(output.status.success(), "{log}");
     assert!(

@@ -1,4 +1,5 @@
-//! Backslash meta-commands: their syntax, their help, and parsing a typed line into one.
+//! Backslash meta-commands. One definition per command (its names, arguments and help line)
+//! drives parsing, the `\?` text and Tab completion, so the three cannot disagree.
 
 use std::path::PathBuf;
 
@@ -8,6 +9,7 @@ use super::ReplError;
 /// `\history` shows this many commits unless told otherwise.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
 
+/// A typed meta-command with its arguments, ready to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
@@ -35,87 +37,251 @@ pub enum Command {
     Save(String),
 }
 
-/// One meta-command as `\?` lists it.
-pub struct Spec {
-    pub name: &'static str,
-    pub args: &'static str,
-    pub help: &'static str,
+/// Declares `Meta` and `Meta::ALL` from one list, so no meta-command can be missing from `ALL`.
+macro_rules! meta_commands {
+    ($($variant:ident),* $(,)?) => {
+        /// A meta-command by name only; [`Meta::definition`] says how it is typed and what it does.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Meta {
+            $($variant),*
+        }
+
+        impl Meta {
+            /// Every meta-command, in the order `\?` lists them.
+            pub const ALL: &'static [Meta] = &[$(Meta::$variant),*];
+        }
+    };
 }
 
-pub const COMMANDS: &[Spec] = &[
-    Spec {
-        name: "\\?",
-        args: "",
-        help: "this help",
-    },
-    Spec {
-        name: "\\q",
-        args: "",
-        help: "quit (Ctrl-D works too)",
-    },
-    Spec {
-        name: "\\d",
-        args: "[table]",
-        help: "list tables (version, files, rows, size), or one table's columns",
-    },
-    Spec {
-        name: "\\history",
-        args: "table [n]",
-        help: "the table's last n Delta commits (default 20)",
-    },
-    Spec {
-        name: "\\timing",
-        args: "[on|off]",
-        help: "print time, rows and bytes scanned after each query",
-    },
-    Spec {
-        name: "\\format",
-        args: "[table|csv|json|ndjson|markdown]",
-        help: "show or set the result format",
-    },
-    Spec {
-        name: "\\o",
-        args: "[file]",
-        help: "send results to a file (format from .csv/.json/.ndjson/.md), or back to the terminal",
-    },
-    Spec {
-        name: "\\i",
-        args: "file",
-        help: "run the statements and meta-commands in a file",
-    },
-    Spec {
-        name: "\\pager",
-        args: "[on|off]",
-        help: "page results taller than the terminal ($PAGER, else less -FRX)",
-    },
-    Spec {
-        name: "\\queries",
-        args: "",
-        help: "list saved queries with their descriptions and parameters",
-    },
-    Spec {
-        name: "\\run",
-        args: "name [param=value ...]",
-        help: "run a saved query",
-    },
-    Spec {
-        name: "\\save",
-        args: "name",
-        help: "save the last statement as a query (queries/<name>.sql)",
-    },
-];
+meta_commands!(Help, Quit, Describe, History, Timing, Format, Output, Include, Pager, Queries, Run, Save);
 
-/// The `\?` text: every meta-command and the SQL extensions.
+impl Meta {
+    /// Its names, arguments and help line: everything parsing, `\?` and Tab know about it.
+    pub fn definition(self) -> Definition {
+        use Argument::{Count, File, NewQueryName, QueryParameters, SavedQuery, Switch, Table};
+        let define = Definition::new;
+        match self {
+            Meta::Help => define("\\?", "this help").with_aliases(&["\\h", "\\help"]),
+            Meta::Quit => define("\\q", "quit, as Ctrl-D does").with_aliases(&["\\quit"]),
+            Meta::Describe => define(
+                "\\d",
+                "list tables (version, files, rows, size), or one table's columns",
+            )
+            .with_optional(&[Table]),
+            Meta::History => define("\\history", "the table's last n Delta commits (default 20)")
+                .with_required(&[Table])
+                .with_optional(&[Count]),
+            Meta::Timing => define("\\timing", "print time, rows and bytes scanned after each query")
+                .with_optional(&[Switch]),
+            Meta::Format => {
+                define("\\format", "show or set the result format").with_optional(&[Argument::Format])
+            }
+            Meta::Output => define(
+                "\\o",
+                "send results to a file (format from .csv/.json/.ndjson/.md), or back to the terminal",
+            )
+            .with_optional(&[File]),
+            Meta::Include => {
+                define("\\i", "run the statements and meta-commands in a file").with_required(&[File])
+            }
+            Meta::Pager => define(
+                "\\pager",
+                "page results taller than the terminal ($PAGER, else less -FRX)",
+            )
+            .with_optional(&[Switch]),
+            Meta::Queries => define(
+                "\\queries",
+                "list saved queries with their descriptions and parameters",
+            ),
+            Meta::Run => define("\\run", "run a saved query")
+                .with_required(&[SavedQuery])
+                .with_optional(&[QueryParameters]),
+            Meta::Save => define(
+                "\\save",
+                "save the last statement as a query (queries/<name>.sql)",
+            )
+            .with_required(&[NewQueryName]),
+        }
+    }
+
+    /// The meta-command called `name` or one of its aliases.
+    pub fn named(name: &str) -> Option<Meta> {
+        Meta::ALL
+            .iter()
+            .copied()
+            .find(|meta| meta.definition().names().any(|n| n == name))
+    }
+
+    /// Builds the command from its words; `args` holds as many as the definition accepts.
+    fn command(self, args: &[String]) -> Result<Command, ReplError> {
+        let usage = || self.definition().usage_error();
+        let switch = || args.first().map(|a| on_off(a).ok_or_else(usage)).transpose();
+        Ok(match self {
+            Meta::Help => Command::Help,
+            Meta::Quit => Command::Quit,
+            Meta::Describe => args
+                .first()
+                .cloned()
+                .map_or(Command::ListTables, Command::Describe),
+            Meta::History => Command::History {
+                table: args[0].clone(),
+                limit: match args.get(1) {
+                    Some(n) => n.parse().map_err(|_| usage())?,
+                    None => DEFAULT_HISTORY_LIMIT,
+                },
+            },
+            Meta::Timing => Command::Timing(switch()?),
+            Meta::Format => Command::Format(
+                args.first()
+                    .map(|a| a.parse().map_err(ReplError::Usage))
+                    .transpose()?,
+            ),
+            Meta::Output => Command::Output(args.first().map(PathBuf::from)),
+            Meta::Include => Command::Include(PathBuf::from(&args[0])),
+            Meta::Pager => Command::Pager(switch()?),
+            Meta::Queries => Command::Queries,
+            Meta::Run => Command::Run {
+                name: args[0].clone(),
+                args: args[1..]
+                    .iter()
+                    .map(|a| parameter(a).ok_or_else(usage))
+                    .collect::<Result<_, _>>()?,
+            },
+            Meta::Save => Command::Save(args[0].clone()),
+        })
+    }
+}
+
+/// One kind of meta-command argument: how `\?` shows it and what Tab offers for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Argument {
+    /// A table of the lake, by its dotted name.
+    Table,
+    /// How many commits to show.
+    Count,
+    /// `on` or `off`.
+    Switch,
+    Format,
+    /// A path on this machine.
+    File,
+    /// The name of a saved query.
+    SavedQuery,
+    /// A name no saved query has yet (saving never overwrites): nothing to complete.
+    NewQueryName,
+    /// Any number of `param=value` for the saved query named before them.
+    QueryParameters,
+}
+
+impl Argument {
+    fn placeholder(self) -> String {
+        match self {
+            Argument::Table => "table".into(),
+            Argument::Count => "n".into(),
+            Argument::Switch => "on|off".into(),
+            Argument::Format => Format::ALL.map(Format::name).join("|"),
+            Argument::File => "file".into(),
+            Argument::SavedQuery | Argument::NewQueryName => "name".into(),
+            Argument::QueryParameters => "param=value ...".into(),
+        }
+    }
+
+    /// Whether it takes every word after it.
+    fn repeats(self) -> bool {
+        matches!(self, Argument::QueryParameters)
+    }
+}
+
+/// How a meta-command is typed and what `\?` says about it.
+pub struct Definition {
+    name: &'static str,
+    aliases: &'static [&'static str],
+    help: &'static str,
+    /// Arguments that must be given, in order; then those that may follow.
+    required: &'static [Argument],
+    optional: &'static [Argument],
+}
+
+impl Definition {
+    const fn new(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            aliases: &[],
+            help,
+            required: &[],
+            optional: &[],
+        }
+    }
+
+    const fn with_aliases(self, aliases: &'static [&'static str]) -> Self {
+        Self { aliases, ..self }
+    }
+
+    const fn with_required(self, required: &'static [Argument]) -> Self {
+        Self { required, ..self }
+    }
+
+    const fn with_optional(self, optional: &'static [Argument]) -> Self {
+        Self { optional, ..self }
+    }
+
+    /// The name `\?` lists first, then the aliases.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> {
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+
+    /// The kind of the argument at `index` (0 is the first after the name), if it takes one there.
+    pub fn argument(&self, index: usize) -> Option<Argument> {
+        let declared = self.required.iter().chain(self.optional).nth(index);
+        declared.copied().or(self.repeated())
+    }
+
+    /// The last argument, when it takes every word after it.
+    fn repeated(&self) -> Option<Argument> {
+        self.optional.last().copied().filter(|a| a.repeats())
+    }
+
+    fn accepts(&self, count: usize) -> bool {
+        let most = self.required.len() + self.optional.len();
+        count >= self.required.len() && (count <= most || self.repeated().is_some())
+    }
+
+    /// `\history table [n]`.
+    fn usage(&self) -> String {
+        let required = self.required.iter().map(|a| a.placeholder());
+        let optional = self.optional.iter().map(|a| format!("[{}]", a.placeholder()));
+        std::iter::once(self.name.to_string())
+            .chain(required)
+            .chain(optional)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn usage_error(&self) -> ReplError {
+        ReplError::Usage(format!("usage: {}", self.usage()))
+    }
+
+    /// The help line, naming the aliases.
+    fn description(&self) -> String {
+        match self.aliases {
+            [] => self.help.to_string(),
+            aliases => format!("{} (also {})", self.help, aliases.join(", ")),
+        }
+    }
+}
+
+/// The `\?` text: every meta-command with its aliases, and the SQL extensions.
 pub fn help() -> String {
-    let width = COMMANDS
+    let lines: Vec<(String, String)> = Meta::ALL
         .iter()
-        .map(|c| c.name.len() + c.args.len() + 1)
-        .max()
-        .unwrap_or(0);
+        .map(|meta| {
+            let definition = meta.definition();
+            (definition.usage(), definition.description())
+        })
+        .collect();
+    let width = lines.iter().map(|(usage, _)| usage.len()).max().unwrap_or(0);
     let mut text = String::from("Meta-commands:\n");
-    for spec in COMMANDS {
-        let usage = format!("{} {}", spec.name, spec.args);
-        text.push_str(&format!("  {usage:width$}  {}\n", spec.help));
+    for (usage, description) in lines {
+        text.push_str(&format!("  {usage:width$}  {description}\n"));
     }
     text.push_str(
         "SQL statements end with `;` and may span lines. Time travel:\n  \
@@ -131,96 +297,27 @@ pub fn help() -> String {
 pub fn parse(line: &str) -> Result<Command, ReplError> {
     let words = words(line)?;
     let (name, args) = words.split_first().expect("a meta-command line is not empty");
-    let arity = |min: usize, max: usize| {
-        if args.len() < min || args.len() > max {
-            Err(usage(name))
-        } else {
-            Ok(())
-        }
-    };
-    let arg = |i: usize| args.get(i).cloned();
-    Ok(match name.as_str() {
-        "\\?" | "\\h" | "\\help" => arity(0, 0).map(|_| Command::Help)?,
-        "\\q" | "\\quit" => arity(0, 0).map(|_| Command::Quit)?,
-        "\\d" => {
-            arity(0, 1)?;
-            arg(0).map_or(Command::ListTables, Command::Describe)
-        }
-        "\\history" => {
-            arity(1, 2)?;
-            let limit = match arg(1) {
-                Some(n) => n.parse().map_err(|_| usage(name))?,
-                None => DEFAULT_HISTORY_LIMIT,
-            };
-            Command::History {
-                table: args[0].clone(),
-                limit,
-            }
-        }
-        "\\timing" => {
-            arity(0, 1)?;
-            Command::Timing(arg(0).map(|a| on_off(name, &a)).transpose()?)
-        }
-        "\\pager" => {
-            arity(0, 1)?;
-            Command::Pager(arg(0).map(|a| on_off(name, &a)).transpose()?)
-        }
-        "\\format" => {
-            arity(0, 1)?;
-            Command::Format(arg(0).map(|a| a.parse().map_err(ReplError::Usage)).transpose()?)
-        }
-        "\\o" => {
-            arity(0, 1)?;
-            Command::Output(arg(0).map(PathBuf::from))
-        }
-        "\\i" => {
-            arity(1, 1)?;
-            Command::Include(PathBuf::from(&args[0]))
-        }
-        "\\queries" => arity(0, 0).map(|_| Command::Queries)?,
-        "\\run" => {
-            arity(1, usize::MAX)?;
-            let params = args[1..]
-                .iter()
-                .map(|a| parameter(name, a))
-                .collect::<Result<_, _>>()?;
-            Command::Run {
-                name: args[0].clone(),
-                args: params,
-            }
-        }
-        "\\save" => {
-            arity(1, 1)?;
-            Command::Save(args[0].clone())
-        }
-        _ => {
-            return Err(ReplError::Usage(format!(
-                "unknown meta-command `{name}` (\\? lists them)"
-            )))
-        }
-    })
+    let meta = Meta::named(name)
+        .ok_or_else(|| ReplError::Usage(format!("unknown meta-command `{name}` (\\? lists them)")))?;
+    let definition = meta.definition();
+    if !definition.accepts(args.len()) {
+        return Err(definition.usage_error());
+    }
+    meta.command(args)
 }
 
-fn usage(name: &str) -> ReplError {
-    let spec = COMMANDS.iter().find(|c| c.name == name);
-    ReplError::Usage(match spec {
-        Some(spec) => format!("usage: {} {}", spec.name, spec.args),
-        None => format!("usage: see \\? for {name}"),
-    })
-}
-
-fn on_off(name: &str, value: &str) -> Result<bool, ReplError> {
+fn on_off(value: &str) -> Option<bool> {
     match value {
-        "on" => Ok(true),
-        "off" => Ok(false),
-        _ => Err(usage(name)),
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
     }
 }
 
-fn parameter(name: &str, arg: &str) -> Result<(String, String), ReplError> {
+fn parameter(arg: &str) -> Option<(String, String)> {
     match arg.split_once('=') {
-        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(usage(name)),
+        Some((key, value)) if !key.is_empty() => Some((key.to_string(), value.to_string())),
+        _ => None,
     }
 }
 
@@ -250,6 +347,8 @@ fn words(line: &str) -> Result<Vec<String>, ReplError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
 
     #[test]
@@ -287,22 +386,102 @@ mod tests {
         );
         assert_eq!(parse("\\save mine").unwrap(), Command::Save("mine".into()));
         assert_eq!(parse("\\q").unwrap(), Command::Quit);
+        assert_eq!(parse("\\quit").unwrap(), Command::Quit);
+        assert_eq!(parse("\\help").unwrap(), Command::Help);
     }
 
     #[test]
     fn mistakes_show_the_usage() {
         let error = |line: &str| parse(line).unwrap_err().to_string();
         assert_eq!(error("\\history"), "usage: \\history table [n]");
+        assert_eq!(error("\\history bronze many"), "usage: \\history table [n]");
         assert_eq!(error("\\timing maybe"), "usage: \\timing [on|off]");
         assert_eq!(error("\\run q hours"), "usage: \\run name [param=value ...]");
+        assert_eq!(
+            error("\\format a b"),
+            "usage: \\format [table|csv|json|ndjson|markdown]"
+        );
+        assert_eq!(error("\\h now"), "usage: \\?");
         assert!(error("\\format xml").contains("markdown"));
         assert!(error("\\frobnicate").contains("\\?"));
         assert!(error("\\i 'open").contains("quote"));
     }
 
+    /// A value a user could type for an argument of this kind.
+    fn example(argument: Argument) -> &'static str {
+        match argument {
+            Argument::Table => "silver.tweets",
+            Argument::Count => "5",
+            Argument::Switch => "off",
+            Argument::Format => "csv",
+            Argument::File => "'my file.sql'",
+            Argument::SavedQuery => "top",
+            Argument::NewQueryName => "mine",
+            Argument::QueryParameters => "hours=2",
+        }
+    }
+
+    /// `name` followed by an example of each argument.
+    fn line(name: &str, arguments: &[Argument]) -> String {
+        let examples = arguments.iter().map(|a| example(*a));
+        std::iter::once(name)
+            .chain(examples)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The `\name` words of the help text.
+    fn names_in_help() -> Vec<String> {
+        help()
+            .split_whitespace()
+            .map(|word| word.trim_matches(|c| matches!(c, '(' | ')' | ',')))
+            .filter(|word| word.starts_with('\\'))
+            .map(String::from)
+            .collect()
+    }
+
     #[test]
-    fn help_lists_every_command() {
-        let text = help();
-        assert!(COMMANDS.iter().all(|c| text.contains(c.name)));
+    fn help_lists_every_name_and_alias_once() {
+        let listed = names_in_help();
+        let defined: Vec<&str> = Meta::ALL
+            .iter()
+            .flat_map(|meta| meta.definition().names())
+            .collect();
+        assert_eq!(listed, defined);
+        let distinct: BTreeSet<&str> = defined.iter().copied().collect();
+        assert_eq!(distinct.len(), defined.len(), "a name belongs to one command");
+    }
+
+    #[test]
+    fn every_name_in_the_help_parses_with_its_arguments_and_shows_its_usage() {
+        for name in names_in_help() {
+            let meta = Meta::named(&name).unwrap_or_else(|| panic!("{name} does not parse"));
+            let definition = meta.definition();
+            let every: Vec<Argument> = definition
+                .required
+                .iter()
+                .chain(definition.optional)
+                .copied()
+                .collect();
+            let full = parse(&line(&name, &every)).unwrap();
+            assert_eq!(
+                full,
+                parse(&line(definition.name, &every)).unwrap(),
+                "{name} is {}",
+                definition.name
+            );
+            parse(&line(&name, definition.required)).unwrap();
+
+            let usage = format!("usage: {}", definition.usage());
+            if !definition.required.is_empty() {
+                assert_eq!(parse(&name).unwrap_err().to_string(), usage);
+            }
+            if definition.repeated().is_none() {
+                let mut too_many = every.clone();
+                too_many.push(Argument::Count);
+                let error = parse(&line(&name, &too_many)).unwrap_err();
+                assert_eq!(error.to_string(), usage, "{name}");
+            }
+        }
     }
 }

@@ -3,14 +3,16 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::sync::{Arc, RwLock};
 
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
-use rustyline::{Context, Helper, Hinter};
+use rustyline::{ColorMode, Context, Helper, Hinter};
 
-use super::command::COMMANDS;
+use super::command::{Argument, Meta};
 use super::format::Format;
 use super::lexer::{self, Kind, Token};
 
@@ -39,6 +41,37 @@ const COMMENT_STYLE: &str = "\x1b[90m";
 const COMMAND_STYLE: &str = "\x1b[1;36m";
 const RESET: &str = "\x1b[0m";
 
+/// Whether the REPL writes ANSI colours: decided once, by [`Styling::detect`], and passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Styling {
+    Colored,
+    Plain,
+}
+
+impl Styling {
+    /// Colours only for a person at a terminal who has not asked for none: stdout is a terminal
+    /// and `NO_COLOR` is unset or empty (no-color.org).
+    pub fn detect() -> Self {
+        Self::choose(std::io::stdout().is_terminal(), std::env::var_os("NO_COLOR"))
+    }
+
+    fn choose(stdout_is_terminal: bool, no_color: Option<OsString>) -> Self {
+        let refused = no_color.is_some_and(|value| !value.is_empty());
+        match stdout_is_terminal && !refused {
+            true => Styling::Colored,
+            false => Styling::Plain,
+        }
+    }
+
+    /// The line editor's setting: ours is decided already, so it must not decide again.
+    pub fn color_mode(self) -> ColorMode {
+        match self {
+            Styling::Colored => ColorMode::Forced,
+            Styling::Plain => ColorMode::Disabled,
+        }
+    }
+}
+
 /// What completion knows about the session, refreshed by it after each input.
 #[derive(Debug, Default)]
 pub struct Vocabulary {
@@ -54,13 +87,15 @@ pub struct Vocabulary {
 pub struct ReplHelper {
     vocabulary: Arc<RwLock<Vocabulary>>,
     filenames: FilenameCompleter,
+    styling: Styling,
 }
 
 impl ReplHelper {
-    pub fn new(vocabulary: Arc<RwLock<Vocabulary>>) -> Self {
+    pub fn new(vocabulary: Arc<RwLock<Vocabulary>>, styling: Styling) -> Self {
         Self {
             vocabulary,
             filenames: FilenameCompleter::new(),
+            styling,
         }
     }
 }
@@ -89,22 +124,44 @@ impl Completer for ReplHelper {
         } else {
             before.rfind(char::is_whitespace).map_or(0, |i| i + 1)
         };
-        let argument = words.len() - usize::from(!new_word);
-        let candidates: Vec<String> = match (words.first().copied().unwrap_or(""), argument) {
-            (_, 0) => COMMANDS.iter().map(|c| c.name.to_string()).collect(),
-            ("\\i" | "\\o", _) => return self.filenames.complete(line, pos, ctx),
-            ("\\d" | "\\history", 1) => vocabulary.tables.keys().cloned().collect(),
-            ("\\format", 1) => Format::ALL.iter().map(|f| f.name().to_string()).collect(),
-            ("\\timing" | "\\pager", 1) => vec!["on".into(), "off".into()],
-            ("\\run", 1) => vocabulary.queries.keys().cloned().collect(),
-            ("\\run", _) => vocabulary
-                .queries
-                .get(words[1])
-                .map(|params| params.iter().map(|p| format!("{p}=")).collect())
-                .unwrap_or_default(),
-            _ => Vec::new(),
+        // Words before the one being typed: the first is the meta-command's name.
+        let typed = words.len() - usize::from(!new_word);
+        let candidates: Vec<String> = match typed.checked_sub(1) {
+            None => meta_command_names(),
+            Some(index) => match Meta::named(words[0]).and_then(|m| m.definition().argument(index)) {
+                Some(Argument::File) => return self.filenames.complete(line, pos, ctx),
+                Some(argument) => argument_values(&vocabulary, argument, &words),
+                None => Vec::new(),
+            },
         };
         Ok((start, pairs(matching(candidates, &line[start..pos]))))
+    }
+}
+
+/// Every meta-command's name and aliases.
+fn meta_command_names() -> Vec<String> {
+    Meta::ALL
+        .iter()
+        .flat_map(|meta| meta.definition().names())
+        .map(String::from)
+        .collect()
+}
+
+/// What Tab offers for an `argument` of the meta-command line whose words are `words`.
+fn argument_values(vocabulary: &Vocabulary, argument: Argument, words: &[&str]) -> Vec<String> {
+    match argument {
+        Argument::Table => vocabulary.tables.keys().cloned().collect(),
+        Argument::Format => Format::ALL.iter().map(|f| f.name().to_string()).collect(),
+        Argument::Switch => vec!["on".into(), "off".into()],
+        Argument::SavedQuery => vocabulary.queries.keys().cloned().collect(),
+        // The parameters of the saved query named before them.
+        Argument::QueryParameters => words
+            .get(1)
+            .and_then(|query| vocabulary.queries.get(*query))
+            .map(|params| params.iter().map(|p| format!("{p}=")).collect())
+            .unwrap_or_default(),
+        // Files come from the filename completer; counts and new names cannot be guessed.
+        Argument::File | Argument::Count | Argument::NewQueryName => Vec::new(),
     }
 }
 
@@ -260,13 +317,19 @@ fn is_keyword(word: &str) -> bool {
     KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
 
+// The editor asks for highlighting only when its colour mode (from the same `Styling`) allows;
+// the helper checks too, so that it never colours on its own.
 impl Highlighter for ReplHelper {
     fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
-        Cow::Owned(highlight(line))
+        match self.styling {
+            Styling::Colored => Cow::Owned(highlight(line)),
+            Styling::Plain => Cow::Borrowed(line),
+        }
     }
 
+    /// Each typed character repaints the line, so a word is coloured as soon as it is one.
     fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
-        true
+        self.styling == Styling::Colored
     }
 }
 
@@ -376,7 +439,7 @@ mod tests {
 
     #[test]
     fn meta_commands_and_their_arguments() {
-        let helper = ReplHelper::new(Arc::new(RwLock::new(vocabulary())));
+        let helper = ReplHelper::new(Arc::new(RwLock::new(vocabulary())), Styling::Plain);
         let history = rustyline::history::DefaultHistory::new();
         let complete = |line: &str| {
             let (start, pairs) = helper
@@ -388,6 +451,11 @@ mod tests {
             )
         };
         assert_eq!(complete("\\hi"), (0, vec!["\\history".to_string()]));
+        assert_eq!(
+            complete("\\qu"),
+            (0, vec!["\\queries".to_string(), "\\quit".to_string()])
+        );
+        assert_eq!(complete("\\").1.len(), meta_command_names().len());
         assert_eq!(complete("\\d silver.t"), (3, vec!["silver.tweets".to_string()]));
         assert_eq!(complete("\\format m"), (8, vec!["markdown".to_string()]));
         assert_eq!(
@@ -396,6 +464,8 @@ mod tests {
         );
         assert_eq!(complete("\\run t"), (5, vec!["top".to_string()]));
         assert_eq!(complete("\\run top h"), (9, vec!["hours=".to_string()]));
+        assert_eq!(complete("\\run top hours=1 "), (17, vec!["hours=".to_string()]));
+        assert_eq!(complete("\\history bronze ").1, Vec::<String>::new());
     }
 
     #[test]
@@ -411,6 +481,27 @@ mod tests {
             highlight("\\d bronze"),
             format!("{COMMAND_STYLE}\\d{RESET} bronze")
         );
+    }
+
+    #[test]
+    fn colours_only_at_a_terminal_without_no_color() {
+        let terminal = true;
+        assert_eq!(Styling::choose(terminal, None), Styling::Colored);
+        assert_eq!(Styling::choose(terminal, Some("".into())), Styling::Colored);
+        assert_eq!(Styling::choose(terminal, Some("1".into())), Styling::Plain);
+        assert_eq!(Styling::choose(!terminal, None), Styling::Plain);
+    }
+
+    #[test]
+    fn a_plain_helper_leaves_the_line_as_typed() {
+        let vocabulary = Arc::new(RwLock::new(Vocabulary::default()));
+        let line = "SELECT 'a' FROM t";
+        let plain = ReplHelper::new(vocabulary.clone(), Styling::Plain);
+        assert_eq!(plain.highlight(line, 0), line);
+        assert!(!plain.highlight_char(line, 0, CmdKind::Other));
+        let colored = ReplHelper::new(vocabulary, Styling::Colored);
+        assert!(colored.highlight(line, 0).contains(KEYWORD_STYLE));
+        assert!(colored.highlight_char(line, 0, CmdKind::Other));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor};
 
-use super::helper::{is_quit, ReplHelper};
+use super::helper::{is_quit, ReplHelper, Styling};
 use super::{lexer, one_line, Flow, ReplError, Session};
 
 const PROMPT: &str = "tweetlake> ";
@@ -14,14 +14,7 @@ const PROMPT: &str = "tweetlake> ";
 /// Reads and runs input until `\q`, `exit` or Ctrl-D. Errors are printed and the prompt returns;
 /// Ctrl-C clears the line being typed (and cancels a running query, see `execute`).
 pub async fn run(session: &mut Session, history: Option<&Path>) -> Result<(), ReplError> {
-    let config = Config::builder()
-        .completion_type(CompletionType::List)
-        .auto_add_history(false)
-        .history_ignore_dups(true)?
-        .max_history_size(10_000)?
-        .build();
-    let mut editor: Editor<ReplHelper, FileHistory> = Editor::with_config(config)?;
-    editor.set_helper(Some(ReplHelper::new(session.vocabulary())));
+    let mut editor = editor(session, Styling::detect())?;
     if let Some(path) = history {
         load_history(&mut editor, path);
     }
@@ -56,6 +49,20 @@ pub async fn run(session: &mut Session, history: Option<&Path>) -> Result<(), Re
         }
     }
     Ok(())
+}
+
+/// The line editor, completing from the session's vocabulary and coloured as `styling` says.
+fn editor(session: &Session, styling: Styling) -> Result<Editor<ReplHelper, FileHistory>, ReplError> {
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .auto_add_history(false)
+        .history_ignore_dups(true)?
+        .max_history_size(10_000)?
+        .color_mode(styling.color_mode())
+        .build();
+    let mut editor = Editor::with_config(config)?;
+    editor.set_helper(Some(ReplHelper::new(session.vocabulary(), styling)));
+    Ok(editor)
 }
 
 fn load_history(editor: &mut Editor<ReplHelper, FileHistory>, path: &Path) {

@@ -2,8 +2,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
@@ -280,13 +282,16 @@ pub async fn query_lake_with(uri: &str, options: &BTreeMap<String, String>, sql:
 }
 
 pub mod kafka {
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
     use rdkafka::client::DefaultClientContext;
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::producer::{FutureProducer, FutureRecord};
     use rdkafka::ClientConfig;
+
+    /// Reading a whole test topic takes at most this long.
+    const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
     pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -342,7 +347,7 @@ pub mod kafka {
         pub error: String,
     }
 
-    /// Every record of a one-partition topic, in order.
+    /// Every record of a one-partition topic, in order, read within READ_TIMEOUT.
     pub fn read_records(bootstrap: &str, topic: &str) -> Vec<Record> {
         use rdkafka::message::{Headers, Message};
         let consumer: BaseConsumer = ClientConfig::new()
@@ -355,11 +360,13 @@ pub mod kafka {
         list.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
             .unwrap();
         consumer.assign(&list).unwrap();
+        let deadline = Instant::now() + READ_TIMEOUT;
         let mut records = Vec::new();
         loop {
+            let left = deadline.saturating_duration_since(Instant::now());
             match consumer
-                .poll(Duration::from_secs(30))
-                .expect("a record or the end within 30 s")
+                .poll(left)
+                .unwrap_or_else(|| panic!("{topic}: not read to its end within {READ_TIMEOUT:?}"))
             {
                 Ok(message) => {
                     let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
@@ -503,6 +510,13 @@ impl Spawned {
         }
     }
 
+    /// Like [`Spawned::new`], with the child's stdout handed out line by line as it writes,
+    /// for a test that follows a long-running child; `wait` then returns no stdout.
+    pub fn with_stdout_lines(mut child: Child) -> (Self, StdoutLines) {
+        let stdout = child.stdout.take().expect("stdout is piped");
+        (Self::new(child), StdoutLines::read(stdout))
+    }
+
     fn child(&mut self) -> &mut Child {
         self.child.as_mut().expect("not waited for yet")
     }
@@ -544,6 +558,42 @@ impl Drop for Spawned {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+}
+
+/// A running child's stdout, line by line; every line is due within CHILD_TIMEOUT of the start,
+/// so a test reading it cannot wait forever on a child that hangs.
+pub struct StdoutLines {
+    lines: mpsc::Receiver<String>,
+    deadline: Instant,
+}
+
+impl StdoutLines {
+    fn read(stdout: ChildStdout) -> Self {
+        let (sender, lines) = mpsc::channel();
+        // Ends when the child closes its stdout (exits or is killed) or the test stops reading.
+        std::thread::spawn(move || {
+            let _ = BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .try_for_each(|line| sender.send(line));
+        });
+        Self {
+            lines,
+            deadline: Instant::now() + CHILD_TIMEOUT,
+        }
+    }
+
+    /// The next line; fails the test when the child closes its stdout first or time is up.
+    pub fn next_line(&self) -> String {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match self.lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => {
+                panic!("the child wrote no further line within {CHILD_TIMEOUT:?} of its start")
+            }
+            Err(RecvTimeoutError::Disconnected) => panic!("the child closed its stdout (it exited early)"),
         }
     }
 }
