@@ -151,6 +151,9 @@ install_missing() {
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
   command -v uuidgen >/dev/null 2>&1 || pkgs+=(uuid-runtime)
   command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
+  # Not a service but the build's: librdkafka's TLS and SASL SCRAM link the system OpenSSL.
+  command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+  pkg-config --exists openssl 2>/dev/null || pkgs+=(libssl-dev)
   if [[ ! -x $DIR/bin/tansu ]] && ! command -v tansu >/dev/null 2>&1; then
     need_tansu=1
     if [[ ! -x $DIR/venv/bin/pip ]] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
