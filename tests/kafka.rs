@@ -570,8 +570,8 @@ async fn refused_credentials_stop_the_run_at_once_with_one_line_naming_the_fix()
     if kafka_bootstrap().is_none() {
         return;
     }
-    // A broker that requires SASL (Tansu offers SCRAM only) asked for PLAIN: the handshake is
-    // refused, which only a change of settings can fix, so the run must not retry it.
+    // A broker that requires SASL, asked by a user it does not know: a refusal only the user
+    // can fix, so the run must not retry it.
     let Some(broker) = OwnBroker::start(&["--authentication"]) else {
         return;
     };
@@ -583,7 +583,7 @@ async fn refused_credentials_stop_the_run_at_once_with_one_line_naming_the_fix()
             "TWEETLAKE_SOURCE__KAFKA_OPTIONS__security.protocol",
             "SASL_PLAINTEXT",
         ),
-        ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.mechanism", "PLAIN"),
+        ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.mechanism", "SCRAM-SHA-256"),
         ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.username", "nobody"),
         ("TWEETLAKE_SOURCE__KAFKA_OPTIONS__sasl.password", "not-a-password"),
     ];
