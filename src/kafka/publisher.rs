@@ -31,7 +31,7 @@ pub enum PublishError {
         failed: u64,
         topic: String,
         bootstrap: String,
-        first_error: KafkaError,
+        first_error: Box<KafkaError>,
     },
     #[error(
         "flushing to `{topic}` timed out after {FLUSH_TIMEOUT:?}: is the broker at {bootstrap} reachable?"
@@ -176,7 +176,7 @@ impl KafkaPublisher {
                 failed,
                 topic: self.topic.clone(),
                 bootstrap: self.bootstrap.clone(),
-                first_error,
+                first_error: Box::new(first_error),
             }),
             _ => Ok(()),
         }

@@ -494,6 +494,6 @@ fn with_idle_partitions(
             });
         }
     }
-    ranges.sort_by(|a, b| a.topic_partition().cmp(&b.topic_partition()));
+    ranges.sort_by_key(source::OffsetRange::topic_partition);
     ranges
 }

@@ -79,7 +79,17 @@ const OPINIONS: &[&str] = &[
     "RT-worthy thread on ${tag} valuation 👇 lots of good points",
 ];
 
-const PLACES: &[(&str, &str, &str, &str, &str, [f64; 4])] = &[
+/// An X place: id, full name, name, country, country code, bounding box.
+type Place = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    [f64; 4],
+);
+
+const PLACES: &[Place] = &[
     (
         "01a9a39529b27f36",
         "Manhattan, NY",

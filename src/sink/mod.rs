@@ -256,7 +256,7 @@ fn at_checkpoint(table: &DeltaTable) -> bool {
         return false;
     };
     let interval = state.table_config().checkpoint_interval().get();
-    (version as u64 + 1) % interval == 0
+    (version + 1) % interval == 0
 }
 
 /// Commits one table's rows: everything a commit task needs, owned.
