@@ -10,7 +10,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found: install Rust from https://rustup.rs" >&2
   exit 1
 fi
-rustup component add rustfmt >/dev/null 2>&1 || true
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
 cargo fmt --all -- --check
 
@@ -25,4 +25,5 @@ fi
 # TWEETLAKE_TEST_KAFKA, TWEETLAKE_TEST_S3_ENDPOINT, TWEETLAKE_TEST_S3_BUCKET and the AWS_* keys.
 eval "$(scripts/services.sh env)"
 
+cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
