@@ -9,12 +9,13 @@ use serde::Deserialize;
 
 use crate::dlq::{DeadLetters, DlqConfig};
 use crate::lake::LakeConfig;
+use crate::maintain::{AutoMaintenance, MaintenanceConfig, TableTarget};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::produce::x::{Secret, XConfig};
 use crate::repl::ReplConfig;
 use crate::settings::InvalidSetting;
 use crate::source::{Source, SourceConfig};
-use crate::transform::ModelSet;
+use crate::transform::{ModelSet, BRONZE};
 
 /// Prefix of environment variables that override config keys, e.g. `TWEETLAKE_LAKE__URI`.
 pub const ENV_PREFIX: &str = "TWEETLAKE_";
@@ -46,6 +47,7 @@ pub struct Config {
     pub dlq: DlqConfig,
     pub repl: ReplConfig,
     pub x: XConfig,
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Config {
@@ -99,7 +101,33 @@ impl Config {
     ) -> Result<Pipeline<S>, PipelineError> {
         let lake = self.lake.open()?;
         let dead_letters = DeadLetters::new(&self.dlq, &self.source.kafka.connection)?;
-        Pipeline::new(&self.pipeline, lake, dead_letters, source, models)
+        let targets = self.maintenance_targets(&models);
+        let pipeline = Pipeline::new(&self.pipeline, lake.clone(), dead_letters, source, models)?;
+        if !self.maintenance.enabled {
+            return Ok(pipeline);
+        }
+        let maintenance = AutoMaintenance::new(lake, &self.pipeline.name, self.maintenance.clone(), targets)?;
+        Ok(pipeline.with_maintenance(maintenance))
+    }
+
+    /// How each table the pipeline writes is maintained: bronze, the dead letters, every model
+    /// (with its `@zorder` columns).
+    pub fn maintenance_targets(&self, models: &ModelSet) -> Vec<TableTarget> {
+        let target = |name: &str, zorder: Vec<String>| TableTarget {
+            name: name.to_string(),
+            zorder,
+            target_file_size: self.maintenance.target_for(name),
+        };
+        let mut targets = vec![target(BRONZE, Vec::new()), target(&self.dlq.table, Vec::new())];
+        targets.extend(models.models().iter().map(|model| {
+            let zorder = model
+                .zorder
+                .as_ref()
+                .map(|z| z.columns.clone())
+                .unwrap_or_default();
+            target(&model.name, zorder)
+        }));
+        targets
     }
 
     /// Each component checks its own section.
@@ -108,6 +136,7 @@ impl Config {
         self.source.validate().map_err(in_section("source"))?;
         self.pipeline.validate().map_err(in_section("pipeline"))?;
         self.dlq.validate().map_err(in_section("dlq"))?;
+        self.maintenance.validate().map_err(in_section("maintenance"))?;
         self.x.validate().map_err(in_section("x"))
     }
 }

@@ -60,6 +60,24 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Compact, vacuum and checkpoint the lake's tables and prune the offset log: what `run`
+    /// does between batches (maintenance.*), on demand.
+    Maintain {
+        /// Only this table (dotted name, e.g. silver.tweets) [default: every table].
+        #[arg(long)]
+        table: Option<String>,
+        /// Vacuum files removed longer ago than this, e.g. 7d, 36h, 0s [default:
+        /// maintenance.retention].
+        #[arg(long, value_parser = tweetlake::settings::duration_text::parse)]
+        retention: Option<std::time::Duration>,
+        /// Allow a retention shorter than a table's delta.deletedFileRetentionDuration (time
+        /// travel to versions older than the retention then fails).
+        #[arg(long)]
+        force: bool,
+        /// Print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print the model DAG and each model's output schema, type-checking every model.
     Plan,
     /// Run every model over fixture posts (no Kafka, no S3) and check the expectations in the
@@ -205,6 +223,7 @@ const QUIET_LOG: &str = "warn,deltalake_core::writer::stats=error,deltalake_core
 fn main() -> ExitCode {
     tweetlake::memory::limit_malloc_arenas();
     let cli = Cli::parse();
+    commands::quiet_caught_upload_panics();
     // `test` prints its own report; the per-batch lines of its runs would only bury it.
     let default_log = match cli.command {
         Command::Test => QUIET_LOG.to_string(),
@@ -235,6 +254,26 @@ fn main() -> ExitCode {
                 commands::sql(cli.config.as_deref(), script, format, output).await
             }
             Command::Plan => commands::plan(cli.config.as_deref()).await,
+            Command::Maintain {
+                table,
+                retention,
+                force,
+                dry_run,
+            } => {
+                let request = commands::MaintainRequest {
+                    table,
+                    retention,
+                    retention_check: match force {
+                        true => tweetlake::maintain::RetentionCheck::Override,
+                        false => tweetlake::maintain::RetentionCheck::Enforce,
+                    },
+                    execution: match dry_run {
+                        true => tweetlake::maintain::Execution::DryRun,
+                        false => tweetlake::maintain::Execution::Apply,
+                    },
+                };
+                commands::maintain(cli.config.as_deref(), request).await
+            }
             Command::Test => commands::test(cli.config.as_deref()).await,
             Command::Init { dir, force } => {
                 let existing = match force {

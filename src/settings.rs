@@ -33,7 +33,7 @@ impl InvalidSetting {
     }
 }
 
-/// Durations written as `500ms`, `10s`, `5m` or `1h`.
+/// Durations written as `500ms`, `10s`, `5m`, `1h` or `7d`.
 pub mod duration_text {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
@@ -44,16 +44,30 @@ pub mod duration_text {
     }
 
     pub fn parse(text: &str) -> Result<Duration, String> {
-        let (n, unit) = super::number_and_unit(text, "a duration like 500ms, 10s, 5m or 1h")?;
+        let (n, unit) = super::number_and_unit(text, "a duration like 500ms, 10s, 5m, 1h or 7d")?;
         let seconds = match unit {
             "ms" => n / 1000.0,
             "s" | "" => n,
             "m" => n * 60.0,
             "h" => n * 3600.0,
-            _ => return Err(format!("`{text}`: unit must be ms, s, m or h")),
+            "d" => n * 86_400.0,
+            _ => return Err(format!("`{text}`: unit must be ms, s, m, h or d")),
         };
         Ok(Duration::from_secs_f64(seconds))
     }
+}
+
+/// A duration as `duration_text` reads it back: `7d`, `36h`, `90s`, `250ms`.
+pub fn humanize_duration(duration: std::time::Duration) -> String {
+    let millis = duration.as_millis();
+    let units: [(u128, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1000, "s")];
+    units
+        .iter()
+        .find(|(size, _)| millis >= *size && millis % size == 0)
+        .map_or_else(
+            || format!("{millis}ms"),
+            |(size, unit)| format!("{}{unit}", millis / size),
+        )
 }
 
 /// `10s` or `500 MB` split into the number and its unit (trimmed); `what` names the expected form.
@@ -102,6 +116,21 @@ pub mod byte_size {
             _ => return Err(format!("`{text}`: unit must be B, KB, MB, GB or TB")),
         };
         Ok((n * 1024f64.powi(power)) as u64)
+    }
+}
+
+/// `1536` -> `1.5 KiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    match unit {
+        0 => format!("{bytes} B"),
+        _ => format!("{value:.1} {}", UNITS[unit]),
     }
 }
 
@@ -176,6 +205,10 @@ mod tests {
             std::time::Duration::from_millis(250)
         );
         assert!(duration_text::parse("soon").is_err());
+        for text in ["7d", "36h", "90s", "250ms", "5m"] {
+            assert_eq!(humanize_duration(duration_text::parse(text).unwrap()), text);
+        }
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 
     #[test]

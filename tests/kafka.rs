@@ -9,6 +9,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use common::kafka::{committed_offsets, create_topic, produce_lines};
+use common::{assert_success, error_line, interrupt, reached_offsets, wait_for};
 use common::{kafka_bootstrap, query_lake_with, s3_lake, scalar_i64, synth_bad_count, synth_good_count};
 use common::{unique_suffix, Project, Spawned};
 use tweetlake::produce::synth::{self, SynthOptions};
@@ -73,25 +74,6 @@ async fn assert_exactly_once(uri: &str, options: &BTreeMap<String, String>, post
         count("SELECT count(*) FROM silver.tweets WHERE company IS NOT NULL").await,
         "gold sums equal silver"
     );
-}
-
-fn assert_success(output: &std::process::Output) {
-    assert!(
-        output.status.success(),
-        "exit {:?}: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// The end offset per partition that the progress lines reached.
-fn reached_offsets(reports: &[serde_json::Value]) -> BTreeMap<i64, i64> {
-    let mut ends = BTreeMap::new();
-    for range in reports.iter().flat_map(|r| r["offsets"].as_array().unwrap()) {
-        let end = ends.entry(range["partition"].as_i64().unwrap()).or_insert(0);
-        *end = range["end"].as_i64().unwrap().max(*end);
-    }
-    ends
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -294,19 +276,6 @@ fn lines_in(jsonl: &[u8]) -> i64 {
     jsonl.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count() as i64
 }
 
-/// Polls `condition` until it holds, failing the test after five minutes (a loaded CI machine).
-fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::park_timeout(Duration::from_millis(100));
-    }
-}
-
-fn interrupt(child: &Spawned) {
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
     // On S3, so that the two writers' Delta commits race through conditional puts.
@@ -399,13 +368,6 @@ async fn two_runners_share_the_partitions_through_a_rebalance_exactly_once() {
         PARTITIONS as usize,
         "B took over every partition after A left"
     );
-}
-
-/// The last stderr line of a failed run: the one-line error.
-fn error_line(output: &std::process::Output) -> String {
-    assert!(!output.status.success(), "the run should fail");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    stderr.lines().last().unwrap_or_default().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

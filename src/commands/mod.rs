@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod init;
+mod maintain;
 mod produce;
 mod run;
 mod sql;
@@ -23,6 +24,7 @@ use tweetlake::transform::ModelSet;
 pub use bench::{bench, bench_functions, bench_kafka, KafkaBench};
 pub use demo::demo;
 pub use init::{init, Existing};
+pub use maintain::{maintain, MaintainRequest};
 pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
 pub use sql::{sql, SqlScript};
@@ -40,6 +42,24 @@ pub fn init_logging(filter: &str) {
         .with_target(false)
         .compact()
         .init();
+}
+
+/// Keeps one known, harmless panic off the terminal: when a Parquet upload fails (a full disk,
+/// say), delta-rs aborts object_store's buffered writer, which panics by design once it began
+/// its final flush. delta-rs catches that panic and returns the upload's own error, which the
+/// run reports in one line; printed, the panic only looks like a crash.
+pub fn quiet_caught_upload_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let in_buffered_writer = info
+            .location()
+            .is_some_and(|l| l.file().contains("object_store") && l.file().ends_with("buffered.rs"));
+        let message = info.payload().downcast_ref::<&str>().copied();
+        if in_buffered_writer && message == Some("Already shut down") {
+            return;
+        }
+        default(info)
+    }));
 }
 
 /// An error and its causes on one line: `what failed: why: root cause`.

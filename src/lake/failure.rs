@@ -88,6 +88,16 @@ impl StoreFailure {
         )
     }
 
+    /// [`Self::hint`], naming `location` where the fix is made there (a full disk).
+    pub fn hint_at(self, location: &str) -> String {
+        match self {
+            Self::StorageFull => format!(
+                " (no space left for {location}: free space there or raise the quota, then run again)"
+            ),
+            other => other.hint().to_string(),
+        }
+    }
+
     /// What to fix, as the end of an error line.
     pub fn hint(self) -> &'static str {
         match self {

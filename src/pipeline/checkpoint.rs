@@ -319,13 +319,44 @@ impl OffsetLog {
         .map(|_| ())
     }
 
+    /// Every partition the log has entries for.
+    pub async fn partitions(&self) -> Result<Vec<TopicPartition>, CheckpointError> {
+        let partitions_dir = self.root.clone().join("partitions");
+        let mut found = Vec::new();
+        for topic in self.subdirectories(&partitions_dir).await? {
+            let topic_dir = partitions_dir.clone().join(topic.as_str());
+            for partition in self.subdirectories(&topic_dir).await? {
+                if let Ok(partition) = partition.parse() {
+                    found.push(TopicPartition {
+                        topic: topic.clone(),
+                        partition,
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn subdirectories(&self, dir: &Path) -> Result<Vec<String>, CheckpointError> {
+        let listing = match self.store.list_with_delimiter(Some(dir)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(Self::store_error(dir)(e)),
+        };
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
     /// Deletes all but the latest `keep` entries of each given partition and of the batch
-    /// plans, keeping the log small on long-running pipelines.
+    /// plans, keeping the log small on long-running pipelines. Returns how many it deleted.
     pub async fn purge(
         &self,
         tps: impl Iterator<Item = &TopicPartition>,
         keep: usize,
-    ) -> Result<(), CheckpointError> {
+    ) -> Result<usize, CheckpointError> {
         let mut doomed = Vec::new();
         for dir in tps
             .map(|tp| self.partition_dir(tp))
@@ -348,13 +379,14 @@ impl OffsetLog {
                     .map(|meta| meta.location.clone()),
             );
         }
+        let deleted = doomed.len();
         for path in doomed {
             match self.store.delete(&path).await {
                 Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(Self::store_error(&path)(e)),
             }
         }
-        Ok(())
+        Ok(deleted)
     }
 }
 

@@ -6,7 +6,6 @@
 
 pub mod checkpoint;
 mod config;
-pub mod fault;
 pub mod progress;
 pub mod retry;
 
@@ -19,8 +18,10 @@ use tokio::sync::watch;
 
 use crate::decode::{bronze_schema, dead_letter_schema, BatchContext, DecodeError, Decoded, MessageDecoder};
 use crate::dlq::DeadLetters;
+use crate::fault;
 use crate::kafka::PublishError;
 use crate::lake::{Lake, LakeError};
+use crate::maintain::AutoMaintenance;
 use crate::sink::{CommitOutcome, DeltaSink, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::transform::{Model, ModelOutput, ModelSet, TransformError, BRONZE};
@@ -91,6 +92,7 @@ pub struct Pipeline<S: Source> {
     trigger_interval: Duration,
     log_retention: usize,
     retry: Backoff,
+    maintenance: Option<AutoMaintenance>,
 }
 
 impl<S: Source> Pipeline<S> {
@@ -122,7 +124,14 @@ impl<S: Source> Pipeline<S> {
             trigger_interval: config.trigger_interval,
             log_retention: config.log_retention_batches,
             retry: Backoff::new(config.retry_policy()),
+            maintenance: None,
         })
+    }
+
+    /// Maintains the tables between batches (compaction, vacuum, checkpoints).
+    pub fn with_maintenance(mut self, maintenance: AutoMaintenance) -> Self {
+        self.maintenance = Some(maintenance);
+        self
     }
 
     pub fn lake(&self) -> &Lake {
@@ -178,6 +187,7 @@ impl<S: Source> Pipeline<S> {
                 if mode == RunMode::Once && self.source.assignment_generation() == generation {
                     break; // nothing more can be read below the snapshot
                 }
+                self.maintain(None, &mut stop).await;
                 continue;
             }
             let ranges = with_idle_partitions(read.ranges, &positions);
@@ -185,6 +195,7 @@ impl<S: Source> Pipeline<S> {
                 Ok(Some(report)) => {
                     summary.add(&report);
                     positions = report_positions(&report);
+                    self.maintain(Some(&report), &mut stop).await;
                 }
                 Ok(None) => positions = self.resync_with_retry(&mut summary).await?,
                 // Planning failed (a batch that failed later has used up its retries): what the
@@ -197,6 +208,38 @@ impl<S: Source> Pipeline<S> {
         }
         self.progress.finish();
         Ok(summary)
+    }
+
+    /// Runs the maintenance due after `batch` (or after an idle read), for at most
+    /// `maintenance.max_pause`, and not past a stop request: a cancelled step is safe.
+    async fn maintain(&mut self, batch: Option<&BatchReport>, stop: &mut watch::Receiver<bool>) {
+        let Some(maintenance) = &mut self.maintenance else {
+            return;
+        };
+        let committed: Vec<String> = batch
+            .iter()
+            .flat_map(|report| &report.tables)
+            .filter(|(_, table)| table.outcome == "committed")
+            .map(|(name, _)| name.clone())
+            .collect();
+        let tables = self.sink.cached_tables();
+        let bound = maintenance.max_pause();
+        tokio::select! {
+            step = tokio::time::timeout(bound, maintenance.between_batches(tables, &committed)) => match step {
+                Ok(step) if step.did_anything() => tracing::info!(
+                    "maintenance: {} compactions ({} files), {} vacuums ({} files) in {} ms{}",
+                    step.compactions,
+                    step.files_compacted,
+                    step.vacuums,
+                    step.files_vacuumed,
+                    step.elapsed.as_millis(),
+                    if step.cut_short { "; the rest after the next batch" } else { "" }
+                ),
+                Ok(_) => {}
+                Err(_) => tracing::info!("maintenance: stopped at maintenance.max_pause ({bound:?}); goes on after the next batch"),
+            },
+            _ = stop.changed() => {}
+        }
     }
 
     /// Plans and processes one new batch. `None`: another instance took over some of its

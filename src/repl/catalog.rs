@@ -20,6 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::time_travel::{AsOf, Pin, TimeTravelError};
 use super::ReplError;
 use crate::lake::{self, Lake};
+use crate::settings::human_bytes;
 use crate::transform;
 
 /// How many tables are loaded at once.
@@ -352,19 +353,4 @@ fn replace_table(
     ctx.deregister_table(reference.clone())?;
     ctx.register_table(reference, provider)?;
     Ok(())
-}
-
-/// `1536` -> `1.5 KiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    match unit {
-        0 => format!("{bytes} B"),
-        _ => format!("{value:.1} {}", UNITS[unit]),
-    }
 }

@@ -10,8 +10,8 @@ use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::physical_plan::{collect, ExecutionPlan};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::catalog::human_bytes;
 use super::ReplError;
+use crate::settings::human_bytes;
 
 /// How often the scan metrics are read while a query runs.
 const TICK: Duration = Duration::from_millis(50);

@@ -24,6 +24,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::table::config::TablePropertiesExt;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::future::try_join_all;
+use url::Url;
 
 use crate::lake::{Lake, LakeError, StoreFailure};
 use crate::source::OffsetRange;
@@ -33,9 +34,13 @@ use crate::transform::Materialization;
 pub enum SinkError {
     #[error(transparent)]
     Lake(#[from] LakeError),
-    /// Reading or writing a table's log or files.
-    #[error("table {table}: {source}{hint}", hint = StoreFailure::of(source).hint())]
-    Delta { table: String, source: DeltaTableError },
+    /// Reading or writing a table's log or files at `location`.
+    #[error("table {table}: {source}{hint}", hint = StoreFailure::of(source).hint_at(location))]
+    Delta {
+        table: String,
+        location: String,
+        source: DeltaTableError,
+    },
     /// The batch's rows could not be made a merge source.
     #[error("table {table}: merge source: {source}")]
     MergeSource { table: String, source: DataFusionError },
@@ -59,9 +64,12 @@ impl SinkError {
     }
 }
 
-fn delta_error(name: &str) -> impl Fn(DeltaTableError) -> SinkError + '_ {
+/// A Delta error of table `name`, stored at `location`.
+fn delta_error(name: &str, location: &Url) -> impl Fn(DeltaTableError) -> SinkError {
+    let (table, location) = (name.to_string(), location.to_string());
     move |source| SinkError::Delta {
-        table: name.to_string(),
+        table: table.clone(),
+        location: location.clone(),
         source,
     }
 }
@@ -143,6 +151,15 @@ impl DeltaSink {
 
     pub fn lake(&self) -> &Lake {
         &self.lake
+    }
+
+    /// Every table this sink keeps, as of its last commit to it (maintenance plans from them
+    /// without loading the logs again).
+    pub fn cached_tables(&self) -> Vec<(String, DeltaTable)> {
+        let tables = self.tables.iter();
+        tables
+            .map(|(name, cached)| (name.clone(), cached.table.clone()))
+            .collect()
     }
 
     /// Writes each table's rows for the batch reading `ranges`, once, all tables side by side.
@@ -285,11 +302,8 @@ impl TableCommitter {
             });
         };
         let before = cached.table.version();
-        cached
-            .table
-            .update_incremental(None)
-            .await
-            .map_err(delta_error(name))?;
+        let on_error = delta_error(name, cached.table.table_url());
+        cached.table.update_incremental(None).await.map_err(on_error)?;
         if cached.table.version() != before {
             cached.txns.clear();
         }
@@ -308,7 +322,8 @@ impl TableCommitter {
             .map(|r| self.app_id(r))
             .filter(|id| !cached.txns.contains_key(id))
             .collect();
-        let state = cached.table.snapshot().map_err(delta_error(name))?;
+        let on_error = delta_error(name, cached.table.table_url());
+        let state = cached.table.snapshot().map_err(&on_error)?;
         let log_store = cached.table.log_store();
         let versions = try_join_all(
             unknown
@@ -316,7 +331,7 @@ impl TableCommitter {
                 .map(|id| state.transaction_version(log_store.as_ref(), id)),
         )
         .await
-        .map_err(delta_error(name))?;
+        .map_err(on_error)?;
         cached.txns.extend(unknown.into_iter().zip(versions));
         Ok(self
             .ranges
@@ -352,17 +367,24 @@ impl TableCommitter {
                 })
             }
         }
-        let properties = CommitProperties::default().with_application_transactions(
-            self.ranges
-                .iter()
-                .map(|r| Transaction::new(self.app_id(r), r.end))
-                .collect(),
-        );
+        let properties = CommitProperties::default()
+            .with_application_transactions(
+                self.ranges
+                    .iter()
+                    .map(|r| Transaction::new(self.app_id(r), r.end))
+                    .collect(),
+            )
+            // delta-rs would list the whole `_delta_log` after every commit to remove expired
+            // entries (thousands of objects after weeks of batches); maintenance does it instead.
+            .with_cleanup_expired_logs(Some(false));
         let CachedTable { table, mut txns } = cached;
         let before = table.version();
+        let on_error = delta_error(&spec.name, table.table_url());
         let written = match &spec.materialization {
             Materialization::Merge { keys, updates } if table.version().is_some() => {
-                merge(table, &spec, schema, batches, keys, updates, properties).await?
+                merge(table, &spec, schema, batches, keys, updates, properties)
+                    .await?
+                    .map_err(on_error)?
             }
             _ => table
                 .write(batches)
@@ -371,7 +393,7 @@ impl TableCommitter {
                 .with_writer_properties(writer_properties(&schema))
                 .with_commit_properties(properties)
                 .await
-                .map_err(delta_error(&spec.name))?,
+                .map_err(on_error)?,
         };
         let version = written.version().map_or(0, |v| v as i64);
         // Ours is the next version unless another writer committed first (delta-rs then
@@ -394,7 +416,7 @@ const DICTIONARY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// How data files are encoded. Columns holding whole messages (`_raw`, and the dead letters'
 /// copies) are unique per row: a dictionary or min/max statistics of them only cost time.
-fn writer_properties(schema: &SchemaRef) -> WriterProperties {
+pub fn writer_properties(schema: &SchemaRef) -> WriterProperties {
     use crate::decode::batch_columns::{RAW, RAW_BYTES, RAW_TEXT};
     let mut builder = WriterProperties::builder()
         .set_created_by(format!("tweetlake {}", env!("CARGO_PKG_VERSION")))
@@ -412,7 +434,8 @@ fn writer_properties(schema: &SchemaRef) -> WriterProperties {
 }
 
 /// Upserts `batches` by `keys`: matched rows take `updates` (other columns the source value);
-/// unmatched keys are inserted.
+/// unmatched keys are inserted. Planning errors are the outer error; the merge's own run (which
+/// reads and writes the store, and is retried like a write) is the inner one.
 async fn merge(
     table: DeltaTable,
     spec: &TableSpec,
@@ -421,7 +444,7 @@ async fn merge(
     keys: &[String],
     updates: &[(String, String)],
     properties: CommitProperties,
-) -> Result<DeltaTable, SinkError> {
+) -> Result<Result<DeltaTable, DeltaTableError>, SinkError> {
     let source_error = |source| SinkError::MergeSource {
         table: spec.name.clone(),
         source,
@@ -437,7 +460,7 @@ async fn merge(
             .find(|(c, _)| c == column)
             .map_or_else(|| format!("source.\"{column}\""), |(_, e)| e.clone())
     };
-    table
+    let merged = table
         .merge(source, predicate)
         .with_source_alias("source")
         .with_target_alias("target")
@@ -461,10 +484,8 @@ async fn merge(
         })?
         .with_writer_properties(writer_properties(&schema))
         .with_commit_properties(properties)
-        .await
-        .map(|(table, _metrics)| table)
-        // Running the merge reads and writes the store: a Delta error, retried like a write.
-        .map_err(delta_error(&spec.name))
+        .await;
+    Ok(merged.map(|(table, _metrics)| table))
 }
 
 /// Matches source rows to target rows by `keys`, NULL keys included.

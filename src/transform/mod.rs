@@ -22,7 +22,7 @@ use deltalake::datafusion::sql::resolve::resolve_table_references;
 use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
 
 use functions::{CompanyMap, CompanyMapError};
-pub use model::{Materialization, Model};
+pub use model::{Materialization, Model, ZOrder};
 
 /// The built-in input: the current micro-batch, decoded.
 pub const BRONZE: &str = "bronze";
@@ -218,11 +218,40 @@ impl ModelSet {
                 .await
                 .map_err(|source| sql_error(model, source))?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+            check_zorder(model, &schema)?;
             register(&ctx, &model.name, schema.clone(), vec![vec![]], &model.origin)?;
             schemas.push(schema);
         }
         Ok(schemas)
     }
+}
+
+/// A model's `@zorder` columns must be columns of its output, and not partition columns (a
+/// partition holds one value of those already).
+fn check_zorder(model: &Model, schema: &SchemaRef) -> Result<(), TransformError> {
+    let Some(zorder) = &model.zorder else {
+        return Ok(());
+    };
+    for column in &zorder.columns {
+        let message = if model.partition_by.contains(column) {
+            format!("@zorder column `{column}` is a partition column: order by the others")
+        } else if schema.column_with_name(column).is_none() {
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+            format!(
+                "@zorder column `{column}` is not a column of {} (columns: {})",
+                model.name,
+                names.join(", ")
+            )
+        } else {
+            continue;
+        };
+        return Err(TransformError::Directive {
+            origin: model.origin.clone(),
+            line: zorder.line,
+            message,
+        });
+    }
+    Ok(())
 }
 
 /// A DataFusion session as the models see it: the tweet functions registered (`company_of`

@@ -5,6 +5,7 @@
 //! - `@partition_by: col[, col]`
 //! - `@unique_key: col[, col]` (required by `merge`)
 //! - `@update: col = expression` (merge only; repeatable; `target.` and `source.` name the rows)
+//! - `@zorder: col[, col]` (maintenance clusters the table's files by these columns)
 
 use std::path::Path;
 
@@ -33,6 +34,16 @@ pub struct Model {
     pub partition_by: Vec<String>,
     /// Tables this model reads, as dotted names.
     pub inputs: Vec<String>,
+    /// Columns maintenance clusters the table's files by (`@zorder`), if any.
+    pub zorder: Option<ZOrder>,
+}
+
+/// A model's `@zorder` directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZOrder {
+    pub columns: Vec<String>,
+    /// The directive's 1-based line, for errors.
+    pub line: usize,
 }
 
 /// The dotted table name of a model file relative to the SQL directory.
@@ -56,6 +67,7 @@ struct Directives {
     partition_by: Vec<String>,
     unique_key: Vec<String>,
     updates: Vec<(String, String)>,
+    zorder: Option<ZOrder>,
 }
 
 fn list(value: &str) -> Vec<String> {
@@ -96,6 +108,7 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
         partition_by: Vec::new(),
         unique_key: Vec::new(),
         updates: Vec::new(),
+        zorder: None,
     };
     for (line, key, value) in directives(sql, origin)? {
         let error = |message: String| TransformError::Directive {
@@ -107,6 +120,13 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
             "materialized" => d.materialized = Some((line, value.to_lowercase())),
             "partition_by" => d.partition_by = list(&value),
             "unique_key" => d.unique_key = list(&value),
+            "zorder" => {
+                let columns = list(&value);
+                if columns.is_empty() {
+                    return Err(error("`@zorder` needs one or more columns: `-- @zorder: company, minute`".into()));
+                }
+                d.zorder = Some(ZOrder { columns, line });
+            }
             "update" => {
                 let (column, expression) = value.split_once('=').ok_or_else(|| {
                     error(format!("`@update: {value}` needs the form `column = expression`"))
@@ -116,7 +136,7 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
             }
             other => {
                 return Err(error(format!(
-                    "unknown directive `@{other}` (known: materialized, partition_by, unique_key, update)"
+                    "unknown directive `@{other}` (known: materialized, partition_by, unique_key, update, zorder)"
                 )))
             }
         }
@@ -162,6 +182,7 @@ impl Model {
             materialization,
             partition_by: d.partition_by,
             inputs: Vec::new(),
+            zorder: d.zorder,
         })
     }
 

@@ -118,7 +118,7 @@ impl Project {
             .args(args)
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
-            .env_remove(tweetlake::pipeline::fault::ENV)
+            .env_remove(tweetlake::fault::ENV)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -596,4 +596,43 @@ impl StdoutLines {
             Err(RecvTimeoutError::Disconnected) => panic!("the child closed its stdout (it exited early)"),
         }
     }
+}
+
+pub fn assert_success(output: &std::process::Output) {
+    assert!(
+        output.status.success(),
+        "exit {:?}: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The end offset per partition that the progress lines reached.
+pub fn reached_offsets(reports: &[serde_json::Value]) -> BTreeMap<i64, i64> {
+    let mut ends = BTreeMap::new();
+    for range in reports.iter().flat_map(|r| r["offsets"].as_array().unwrap()) {
+        let end = ends.entry(range["partition"].as_i64().unwrap()).or_insert(0);
+        *end = range["end"].as_i64().unwrap().max(*end);
+    }
+    ends
+}
+
+/// Polls `condition` until it holds, failing the test after five minutes (a loaded CI machine).
+pub fn wait_for(mut condition: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::park_timeout(Duration::from_millis(100));
+    }
+}
+
+pub fn interrupt(child: &Spawned) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+/// The last stderr line of a failed run: the one-line error.
+pub fn error_line(output: &std::process::Output) -> String {
+    assert!(!output.status.success(), "the run should fail");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr.lines().last().unwrap_or_default().to_string()
 }

@@ -2,8 +2,9 @@
 //! when the pipeline reaches that point, exactly as `kill -9` would, so tests can prove that a
 //! restart still writes every record exactly once.
 //!
-//! Points: `after_plan`, `after_decode`, `after_commit:<table>` and `before_marker`; add
-//! `#<batch id>` to fire in one batch only (`after_commit:silver.tweets#2`).
+//! Pipeline points: `after_plan`, `after_decode`, `after_commit:<table>` and `before_marker`;
+//! add `#<batch id>` to fire in one batch only (`after_commit:silver.tweets#2`). Maintenance
+//! point: `during_vacuum:<table>` (after the vacuum's start commit, before it deletes).
 
 use std::sync::OnceLock;
 
