@@ -99,12 +99,12 @@ enum Command {
     },
     /// Measure decode, SQL, Delta write and end-to-end throughput on generated posts.
     Bench {
-        /// Number of synthetic posts.
-        #[arg(long, default_value_t = 1_000_000)]
-        records: usize,
-        /// Records per micro-batch.
-        #[arg(long, default_value_t = 100_000)]
-        batch: usize,
+        /// Number of synthetic posts [default: 1,000,000; 150,000 with --maintenance].
+        #[arg(long)]
+        records: Option<usize>,
+        /// Records per micro-batch [default: 100,000; 150 with --maintenance].
+        #[arg(long)]
+        batch: Option<usize>,
         /// Where to write the benchmark lakes [default: a temporary directory].
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -126,6 +126,11 @@ enum Command {
         /// storage options come from the AWS_* environment).
         #[arg(long, requires = "kafka")]
         s3_lake: Option<String>,
+        /// Measure maintenance instead: a lake of many small batches before and after
+        /// `maintain` (files, bytes, query times) beside a one-batch lake, and what automatic
+        /// maintenance costs the ingest rate.
+        #[arg(long, conflicts_with_all = ["kafka", "functions"])]
+        maintenance: bool,
     },
 }
 
@@ -217,6 +222,10 @@ struct TargetArgs {
     topic: Option<String>,
 }
 
+/// `bench`'s posts and batch size unless told otherwise.
+const BENCH_RECORDS: usize = 1_000_000;
+const BENCH_BATCH: usize = 100_000;
+
 /// Warnings, delta-rs' noisy merge and statistics warnings excepted.
 const QUIET_LOG: &str = "warn,deltalake_core::writer::stats=error,deltalake_core::operations::merge=error";
 
@@ -285,16 +294,29 @@ fn main() -> ExitCode {
             Command::Produce { what } => produce(what, cli.config.as_deref()).await,
             Command::Bench {
                 records,
+                batch,
+                dir,
+                maintenance: true,
+                ..
+            } => {
+                let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("tweetlake-bench-maintenance"));
+                commands::bench_maintenance(records.unwrap_or(150_000), batch.unwrap_or(150), &dir).await
+            }
+            Command::Bench {
+                records,
                 functions: true,
                 ..
-            } => commands::bench_functions(records).await,
+            } => commands::bench_functions(records.unwrap_or(BENCH_RECORDS)).await,
             Command::Bench {
                 records,
                 batch,
                 dir,
                 kafka: None,
                 ..
-            } => commands::bench(records, batch, dir.as_deref()).await,
+            } => {
+                let (records, batch) = (records.unwrap_or(BENCH_RECORDS), batch.unwrap_or(BENCH_BATCH));
+                commands::bench(records, batch, dir.as_deref()).await
+            }
             Command::Bench {
                 records,
                 batch,
@@ -311,6 +333,7 @@ fn main() -> ExitCode {
                     existing_topic: topic.as_deref(),
                     s3_lake: s3_lake.as_deref(),
                 };
+                let (records, batch) = (records.unwrap_or(BENCH_RECORDS), batch.unwrap_or(BENCH_BATCH));
                 commands::bench_kafka(records, batch, kafka, dir.as_deref()).await
             }
         }

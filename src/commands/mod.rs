@@ -21,7 +21,7 @@ use tweetlake::config::Config;
 use tweetlake::embedded;
 use tweetlake::transform::ModelSet;
 
-pub use bench::{bench, bench_functions, bench_kafka, KafkaBench};
+pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
 pub use demo::demo;
 pub use init::{init, Existing};
 pub use maintain::{maintain, MaintainRequest};

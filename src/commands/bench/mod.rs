@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::watch;
 
+mod maintenance;
+
 use tweetlake::config::Config;
 use tweetlake::decode::{BatchContext, MessageDecoder};
 use tweetlake::embedded;
@@ -13,6 +15,8 @@ use tweetlake::pipeline::{table_writes, RunMode};
 use tweetlake::produce::synth::{self, SynthOptions};
 use tweetlake::sink::DeltaSink;
 use tweetlake::source::{FileSource, KafkaSource, Positions, ReadLimits, Source};
+
+pub use maintenance::bench_maintenance;
 
 /// Throughput of one stage over the whole data set.
 struct Stage {
