@@ -627,7 +627,14 @@ impl KafkaSource {
         let generation = self.assignment_generation();
         // A message borrows the consumer: a handle of its own leaves `self` free to update.
         let consumer = Arc::clone(&self.consumer);
-        while !state.all_done() && !full(&state.builder) && self.assignment_generation() == generation {
+        // A member the group gave no partition still polls until the deadline: rebalance
+        // callbacks run only inside a poll, so it would never learn of a partition given to it
+        // later, and returning at once would spin the batch loop.
+        let unassigned = state.expected.is_empty() && matches!(read_end, ReadEnd::Deadline(_));
+        while (unassigned || !state.all_done())
+            && !full(&state.builder)
+            && self.assignment_generation() == generation
+        {
             let wait = match read_end {
                 ReadEnd::Deadline(deadline) => deadline.saturating_duration_since(Instant::now()),
                 ReadEnd::EndOfData => IDLE_TIMEOUT,
