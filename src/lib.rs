@@ -10,6 +10,9 @@
 // Errors here wrap DataFusion's and delta-rs's (each over 100 bytes). They are made once per
 // failed batch or statement, never per row: boxing them would only add noise.
 #![allow(clippy::result_large_err)]
+// Results go through `stdout::stdout()`, whose writes return a closed pipe as an error instead of
+// panicking as `println!` does.
+#![warn(clippy::print_stdout)]
 
 pub mod config;
 pub mod decode;
@@ -25,4 +28,5 @@ pub mod repl;
 pub mod settings;
 pub mod sink;
 pub mod source;
+pub mod stdout;
 pub mod transform;

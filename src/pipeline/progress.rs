@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -81,7 +81,8 @@ pub fn millis(d: Duration) -> f64 {
 
 /// Where JSON progress lines go.
 pub struct ProgressLog {
-    out: Box<dyn Write + Send>,
+    /// `None` once stdout's reader went away (`tweetlake run | head`): the pipeline goes on.
+    out: Option<Box<dyn Write + Send>>,
     bar: Option<ProgressBar>,
 }
 
@@ -96,7 +97,10 @@ impl ProgressLog {
             }
             Box::new(OpenOptions::new().create(true).append(true).open(target)?)
         };
-        Ok(Self { out, bar: None })
+        Ok(Self {
+            out: Some(out),
+            bar: None,
+        })
     }
 
     /// Shows a bar over `total` records when stderr is a terminal.
@@ -112,9 +116,16 @@ impl ProgressLog {
     }
 
     pub fn report(&mut self, report: &BatchReport) {
-        let line = serde_json::to_string(report).expect("reports serialize");
-        if let Err(e) = writeln!(self.out, "{line}").and_then(|_| self.out.flush()) {
-            tracing::warn!("cannot write the progress line: {e}");
+        if let Some(out) = &mut self.out {
+            let line = serde_json::to_string(report).expect("reports serialize");
+            match writeln!(out, "{line}").and_then(|_| out.flush()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                    tracing::info!("stdout was closed: no more progress lines");
+                    self.out = None;
+                }
+                Err(e) => tracing::warn!("cannot write the progress line: {e}"),
+            }
         }
         match &self.bar {
             Some(bar) => {

@@ -596,4 +596,20 @@ impl StdoutLines {
             Err(RecvTimeoutError::Disconnected) => panic!("the child closed its stdout (it exited early)"),
         }
     }
+
+    /// Every line still to come, until the child closes its stdout; fails the test when that
+    /// takes past the deadline.
+    pub fn remaining(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(RecvTimeoutError::Disconnected) => return lines,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the child kept its stdout open past {CHILD_TIMEOUT:?} of its start")
+                }
+            }
+        }
+    }
 }
