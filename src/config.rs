@@ -14,6 +14,7 @@ use crate::produce::x::{Secret, XConfig};
 use crate::repl::ReplConfig;
 use crate::settings::InvalidSetting;
 use crate::source::{Source, SourceConfig};
+use crate::telemetry::MetricsConfig;
 use crate::transform::ModelSet;
 
 /// Prefix of environment variables that override config keys, e.g. `TWEETLAKE_LAKE__URI`.
@@ -46,6 +47,7 @@ pub struct Config {
     pub dlq: DlqConfig,
     pub repl: ReplConfig,
     pub x: XConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -108,7 +110,8 @@ impl Config {
         self.source.validate().map_err(in_section("source"))?;
         self.pipeline.validate().map_err(in_section("pipeline"))?;
         self.dlq.validate().map_err(in_section("dlq"))?;
-        self.x.validate().map_err(in_section("x"))
+        self.x.validate().map_err(in_section("x"))?;
+        self.metrics.validate().map_err(in_section("metrics"))
     }
 }
 
@@ -209,6 +212,15 @@ mod tests {
         assert!(err.to_string().contains("soon"), "{err}");
         let err = Config::from_toml_and_env("[repl]\nformat = \"xml\"\n", "t.toml", env(&[])).unwrap_err();
         assert!(err.to_string().contains("repl.format"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_is_checked_and_empty_turns_the_server_off() {
+        let err =
+            Config::from_toml_and_env("[metrics]\nlisten = \"localhost\"\n", "t.toml", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("config key metrics.listen"), "{err}");
+        let off = Config::from_toml_and_env("", "t.toml", env(&[("TWEETLAKE_METRICS__LISTEN", "")])).unwrap();
+        assert_eq!(off.metrics.listen_address().unwrap(), None);
     }
 
     #[test]

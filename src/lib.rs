@@ -4,6 +4,7 @@
 //! The modules follow the data: [`source`] -> [`decode`] -> [`transform`] -> [`sink`], driven by
 //! [`pipeline`], into the [`lake`]; [`repl`] queries the lake, [`produce`] feeds Kafka. [`kafka`]
 //! is the one way every component reaches Kafka, [`dlq`] where records that fail to decode go.
+//! [`telemetry`] serves the pipeline's metrics and health probes.
 //! Each component owns its configuration type; [`config`] only composes them and loads the
 //! file and the environment.
 
@@ -29,4 +30,5 @@ pub mod settings;
 pub mod sink;
 pub mod source;
 pub mod stdout;
+pub mod telemetry;
 pub mod transform;

@@ -9,6 +9,7 @@ use tweetlake::decode::{bronze_schema, dead_letter_schema};
 use tweetlake::pipeline::{RunMode, RunSummary};
 use tweetlake::source::{FileSource, KafkaSource, Source, SourceKind};
 use tweetlake::stdout::{stdout, StdoutError};
+use tweetlake::telemetry;
 use tweetlake::transform::{Materialization, BRONZE};
 
 use super::stop::stop_on_signal;
@@ -17,6 +18,7 @@ use super::{load_config, load_models};
 pub async fn run(config_path: Option<&Path>, mode: RunMode) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let stop = stop_on_signal(FINISH_BATCH)?;
+    serve_metrics(&config).await?;
     let summary = match config.source.kind {
         SourceKind::File => {
             let source = FileSource::open(&config.source.file.path)
@@ -45,6 +47,19 @@ pub async fn run(config_path: Option<&Path>, mode: RunMode) -> anyhow::Result<()
 
 /// What `run` and `demo` do on Ctrl-C or SIGTERM.
 pub const FINISH_BATCH: &str = "stopping after the current batch";
+
+/// Serves metrics and probes on `metrics.listen`, unless it is empty.
+async fn serve_metrics(config: &Config) -> anyhow::Result<()> {
+    let listen = config
+        .metrics
+        .listen_address()
+        .map_err(|e| e.in_section("metrics"))?;
+    if let Some(address) = listen {
+        let ready_window = telemetry::ready_window(config.pipeline.trigger_interval);
+        telemetry::serve(address, ready_window).await?;
+    }
+    Ok(())
+}
 
 /// Runs `source` through the configured models until `stop` turns true (which lets the batch in
 /// progress finish) or, with `RunMode::Once`, the data present at start is done.

@@ -23,9 +23,10 @@ use crate::kafka::PublishError;
 use crate::lake::{Lake, LakeError};
 use crate::sink::{CommitOutcome, DeltaSink, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
+use crate::telemetry;
 use crate::transform::{Model, ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
-use progress::{millis, BatchReport, ProgressLog, StageDurations, TableReport};
+use progress::{millis, BatchReport, ProgressLog, StageDurations, TableOutcome, TableReport};
 use retry::Backoff;
 
 pub use config::PipelineConfig;
@@ -175,6 +176,7 @@ impl<S: Source> Pipeline<S> {
                 }
             };
             if read.ranges.iter().all(|r| r.end == r.start) {
+                telemetry::record_idle_poll();
                 if mode == RunMode::Once && self.source.assignment_generation() == generation {
                     break; // nothing more can be read below the snapshot
                 }
@@ -263,6 +265,7 @@ impl<S: Source> Pipeline<S> {
                 .await?;
             summary.add(&report);
         }
+        telemetry::record_owned_partitions(positions.len());
         Ok(positions)
     }
 
@@ -284,7 +287,8 @@ impl<S: Source> Pipeline<S> {
                 Err(e) => {
                     self.retry
                         .wait_out(format_args!("batch {}", plan.batch_id), e)
-                        .await?
+                        .await?;
+                    telemetry::record_commit_retry();
                 }
             }
         }
@@ -383,6 +387,8 @@ impl<S: Source> Pipeline<S> {
             rows_per_sec: input_rows as f64 / total.as_secs_f64().max(1e-9),
             mb_per_sec: input_bytes as f64 / 1e6 / total.as_secs_f64().max(1e-9),
         };
+        // Metrics first: whoever sees the progress line finds the batch in them.
+        report.record_metrics(&self.dead_letters.table);
         self.progress.report(&report);
         crate::memory::release_freed_memory();
         Ok(report)
@@ -442,9 +448,9 @@ impl RunSummary {
 
 fn table_report(commit: TableCommit) -> TableReport {
     let (outcome, version) = match commit.outcome {
-        CommitOutcome::Committed { version } => ("committed", Some(version)),
-        CommitOutcome::AlreadyCommitted => ("already_committed", None),
-        CommitOutcome::Empty => ("empty", None),
+        CommitOutcome::Committed { version } => (TableOutcome::Committed, Some(version)),
+        CommitOutcome::AlreadyCommitted => (TableOutcome::AlreadyCommitted, None),
+        CommitOutcome::Empty => (TableOutcome::Empty, None),
     };
     TableReport {
         rows: commit.rows,

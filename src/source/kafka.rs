@@ -238,7 +238,7 @@ pub struct KafkaSource {
     /// The offset the consumer delivers next per partition, where this source is sure of it
     /// (after a seek or a delivered record); others are sought before reading.
     fetch_positions: HashMap<i32, i64>,
-    lag: BTreeMap<String, i64>,
+    lag: BTreeMap<TopicPartition, i64>,
 }
 
 /// A failed broker call, with what it was doing.
@@ -804,13 +804,13 @@ impl Source for KafkaSource {
             .iter()
             .filter_map(|(&p, &position)| {
                 let high = self.cached_high_watermark(p)?;
-                Some((format!("{}[{p}]", self.topic), (high - position).max(0)))
+                Some((self.tp(p), (high - position).max(0)))
             })
             .collect();
         Ok(())
     }
 
-    fn lag(&self, _positions: &Positions) -> BTreeMap<String, i64> {
+    fn lag(&self, _positions: &Positions) -> BTreeMap<TopicPartition, i64> {
         self.lag.clone()
     }
 }

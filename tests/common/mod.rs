@@ -21,6 +21,9 @@ use tweetlake::source::FileSource;
 /// Every child process gets this long before the test fails.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Overrides `metrics.listen`: [`Project::command`] turns the server off with it.
+pub const METRICS_LISTEN_ENV: &str = "TWEETLAKE_METRICS__LISTEN";
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -119,6 +122,8 @@ impl Project {
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env_remove(tweetlake::pipeline::fault::ENV)
+            // Tests run side by side: no `run` binds the default metrics port unless asked to.
+            .env(METRICS_LISTEN_ENV, "")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -227,6 +232,12 @@ pub fn synth_bad_count(text: &[u8]) -> i64 {
 /// The test broker (`scripts/services.sh` exports it), or `None` to skip outside CI.
 pub fn kafka_bootstrap() -> Option<String> {
     service_env("TWEETLAKE_TEST_KAFKA")
+}
+
+/// A Python with the reference Prometheus text parser (`prometheus_client`; `scripts/services.sh`
+/// installs it), or `None` to skip outside CI.
+pub fn test_python() -> Option<String> {
+    service_env("TWEETLAKE_TEST_PYTHON")
 }
 
 /// S3 endpoint, bucket and options of the test object store, or `None` to skip outside CI.
