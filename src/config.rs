@@ -15,6 +15,7 @@ use crate::produce::x::{Secret, XConfig};
 use crate::repl::ReplConfig;
 use crate::settings::InvalidSetting;
 use crate::source::{Source, SourceConfig};
+use crate::telemetry::MetricsConfig;
 use crate::transform::{ModelSet, BRONZE};
 
 /// Prefix of environment variables that override config keys, e.g. `TWEETLAKE_LAKE__URI`.
@@ -48,6 +49,7 @@ pub struct Config {
     pub repl: ReplConfig,
     pub x: XConfig,
     pub maintenance: MaintenanceConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -137,7 +139,8 @@ impl Config {
         self.pipeline.validate().map_err(in_section("pipeline"))?;
         self.dlq.validate().map_err(in_section("dlq"))?;
         self.maintenance.validate().map_err(in_section("maintenance"))?;
-        self.x.validate().map_err(in_section("x"))
+        self.x.validate().map_err(in_section("x"))?;
+        self.metrics.validate().map_err(in_section("metrics"))
     }
 }
 
@@ -238,6 +241,15 @@ mod tests {
         assert!(err.to_string().contains("soon"), "{err}");
         let err = Config::from_toml_and_env("[repl]\nformat = \"xml\"\n", "t.toml", env(&[])).unwrap_err();
         assert!(err.to_string().contains("repl.format"), "{err}");
+    }
+
+    #[test]
+    fn metrics_listen_is_checked_and_empty_turns_the_server_off() {
+        let err =
+            Config::from_toml_and_env("[metrics]\nlisten = \"localhost\"\n", "t.toml", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("config key metrics.listen"), "{err}");
+        let off = Config::from_toml_and_env("", "t.toml", env(&[("TWEETLAKE_METRICS__LISTEN", "")])).unwrap();
+        assert_eq!(off.metrics.listen_address().unwrap(), None);
     }
 
     #[test]

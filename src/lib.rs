@@ -4,12 +4,16 @@
 //! The modules follow the data: [`source`] -> [`decode`] -> [`transform`] -> [`sink`], driven by
 //! [`pipeline`], into the [`lake`]; [`repl`] queries the lake, [`produce`] feeds Kafka. [`kafka`]
 //! is the one way every component reaches Kafka, [`dlq`] where records that fail to decode go.
+//! [`telemetry`] serves the pipeline's metrics and health probes.
 //! Each component owns its configuration type; [`config`] only composes them and loads the
 //! file and the environment.
 
 // Errors here wrap DataFusion's and delta-rs's (each over 100 bytes). They are made once per
 // failed batch or statement, never per row: boxing them would only add noise.
 #![allow(clippy::result_large_err)]
+// Results go through `stdout::stdout()`, whose writes return a closed pipe as an error instead of
+// panicking as `println!` does.
+#![warn(clippy::print_stdout)]
 
 pub mod config;
 pub mod decode;
@@ -27,4 +31,6 @@ pub mod repl;
 pub mod settings;
 pub mod sink;
 pub mod source;
+pub mod stdout;
+pub mod telemetry;
 pub mod transform;

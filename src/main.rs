@@ -1,5 +1,8 @@
 //! The `tweetlake` command line: parses arguments and hands each subcommand to `commands`.
 
+// Results go through `tweetlake::stdout`: see there.
+#![warn(clippy::print_stdout)]
+
 mod commands;
 
 use std::path::PathBuf;
@@ -340,6 +343,7 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if commands::stdout_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", commands::one_line(&error));
             ExitCode::FAILURE

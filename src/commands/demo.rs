@@ -7,7 +7,10 @@ use tweetlake::embedded;
 use tweetlake::pipeline::RunMode;
 use tweetlake::source::FileSource;
 
-use super::{print_query, run::run_pipeline};
+use tweetlake::stdout::stdout;
+
+use super::run::{run_pipeline, FINISH_BATCH};
+use super::{print_query, stop::stop_on_signal};
 
 const DEMO_QUERY: &str =
     "SELECT company, sum(posts) AS posts, sum(likes) AS likes, sum(retweets) AS retweets \
@@ -23,20 +26,23 @@ pub async fn demo(lake: &Path, sql: Option<&Path>) -> anyhow::Result<()> {
         config.pipeline.sql_dir = dir.to_path_buf();
     }
     let source = FileSource::from_bytes(embedded::SAMPLE_POSTS_NAME, embedded::SAMPLE_POSTS);
-    let summary = run_pipeline(&config, source, RunMode::Once).await?;
-    println!(
+    let stop = stop_on_signal(FINISH_BATCH)?;
+    let summary = run_pipeline(&config, source, RunMode::Once, stop).await?;
+    let mut out = stdout();
+    writeln!(
+        out,
         "demo: {} records in {} batch(es) this run, {} dead letters; lake at {}",
         summary.input_rows,
         summary.batches,
         summary.dead_letters,
         lake.display()
-    );
+    )?;
     let lake = config.lake.open()?;
     let ctx = SessionContext::new();
     for table in ["bronze", "silver.tweets", "gold.company_minute", "dlq"] {
         lake.register_table(&ctx, table).await?;
     }
-    println!("\nrows per table:");
+    writeln!(out, "\nrows per table:")?;
     print_query(
         &ctx,
         "SELECT 'bronze' AS table_name, count(*) AS row_count FROM bronze UNION ALL \
@@ -44,7 +50,7 @@ pub async fn demo(lake: &Path, sql: Option<&Path>) -> anyhow::Result<()> {
          SELECT 'dlq', count(*) FROM dlq ORDER BY table_name",
     )
     .await?;
-    println!("\ngold.company_minute, per company:");
+    writeln!(out, "\ngold.company_minute, per company:")?;
     print_query(&ctx, DEMO_QUERY).await?;
     Ok(())
 }

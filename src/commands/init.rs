@@ -3,6 +3,7 @@ use std::path::Path;
 use anyhow::{bail, Context};
 
 use tweetlake::embedded;
+use tweetlake::stdout::stdout;
 
 /// What `init` does with files that already exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,14 +29,18 @@ pub fn init(dir: &Path, existing_files: Existing) -> anyhow::Result<()> {
             );
         }
     }
+    let mut out = stdout();
     for (relative, contents) in files {
         let path = dir.join(&relative);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
         }
         std::fs::write(&path, contents).with_context(|| format!("write {}", path.display()))?;
-        println!("wrote {}", path.display());
+        writeln!(out, "wrote {}", path.display())?;
     }
-    println!("next: edit tweetlake.toml and sql/, then `tweetlake plan` and `tweetlake run --once`");
+    writeln!(
+        out,
+        "next: edit tweetlake.toml and sql/, then `tweetlake plan` and `tweetlake run --once`"
+    )?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use tweetlake::maintain::{
 };
 use tweetlake::pipeline::checkpoint::OffsetLog;
 use tweetlake::settings::human_bytes;
+use tweetlake::stdout::stdout;
 
 use super::{load_config, load_models};
 
@@ -53,7 +54,7 @@ pub async fn maintain(config_path: Option<&Path>, request: MaintainRequest) -> a
     let mut reports = Vec::new();
     for job in jobs {
         let report = job.execute().await?;
-        println!("{report}");
+        writeln!(stdout(), "{report}")?;
         reports.push(report);
     }
     if let Some(held) = held {
@@ -62,13 +63,15 @@ pub async fn maintain(config_path: Option<&Path>, request: MaintainRequest) -> a
         let pruned = log
             .purge(partitions.iter(), config.pipeline.log_retention_batches)
             .await?;
-        println!(
+        writeln!(
+            stdout(),
             "offset log of pipeline `{}`: {pruned} entries past the latest {} per partition pruned",
-            config.pipeline.name, config.pipeline.log_retention_batches
-        );
+            config.pipeline.name,
+            config.pipeline.log_retention_batches
+        )?;
         held.release().await?;
     }
-    println!("{}", summary(&reports, started.elapsed()));
+    writeln!(stdout(), "{}", summary(&reports, started.elapsed()))?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ mod maintain;
 mod produce;
 mod run;
 mod sql;
+mod stop;
 mod test;
 mod x;
 
@@ -19,6 +20,7 @@ use tracing_subscriber::EnvFilter;
 
 use tweetlake::config::Config;
 use tweetlake::embedded;
+use tweetlake::stdout::{stdout, StdoutError};
 use tweetlake::transform::ModelSet;
 
 pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
@@ -74,6 +76,16 @@ pub fn one_line(error: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// Whether `error` is a write to stdout whose reader closed the pipe (`tweetlake ... | head`):
+/// the reader has what it wanted, so this is a normal end.
+pub fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<StdoutError>()
+            .is_some_and(StdoutError::is_closed_pipe)
+    })
+}
+
 pub fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
     let default = Path::new(DEFAULT_CONFIG);
     let path = path.or_else(|| default.exists().then_some(default));
@@ -107,6 +119,6 @@ pub async fn print_query(ctx: &SessionContext, sql: &str) -> anyhow::Result<()> 
         .with_context(|| format!("query `{sql}`"))?
         .collect()
         .await?;
-    println!("{}", pretty_format_batches(&batches)?);
+    writeln!(stdout(), "{}", pretty_format_batches(&batches)?)?;
     Ok(())
 }

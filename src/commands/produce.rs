@@ -3,11 +3,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use tokio::sync::watch;
 
 use tweetlake::config::Config;
 use tweetlake::kafka::KafkaPublisher;
 use tweetlake::produce::post_id;
 use tweetlake::produce::synth::{Synth, SynthOptions};
+use tweetlake::stdout::StdoutError;
+
+use super::stop::stop_on_signal;
+
+/// How often a paced send looks for a stop request while it waits for a message's turn.
+const STOP_CHECK: Duration = Duration::from_millis(100);
 
 /// Where produced messages go.
 pub enum Target<'a> {
@@ -70,32 +77,46 @@ pub fn replay(path: &Path, target: Target<'_>, pace: Pace) -> anyhow::Result<()>
     send_all(messages, target, pace)
 }
 
+/// Sends `messages` to `target` at `pace`; Ctrl-C or SIGTERM ends the stream after the message
+/// being sent, and what was sent is flushed (or delivered) before this returns.
 fn send_all(messages: impl Iterator<Item = Vec<u8>>, target: Target<'_>, pace: Pace) -> anyhow::Result<()> {
+    let stop = stop_on_signal("stopping: flushing the messages sent so far")?;
     let started = Instant::now();
-    let mut paced = messages.enumerate().map(|(i, message)| {
+    let mut paced = messages.enumerate().map_while(|(i, message)| {
         if let Some(rate) = pace.rate {
-            let due = started + Duration::from_secs_f64(i as f64 / rate);
-            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            wait_until(started + Duration::from_secs_f64(i as f64 / rate), &stop);
         }
-        message
+        (!*stop.borrow()).then_some(message)
     });
     match target {
-        Target::Stdout => write_lines(&mut paced, std::io::stdout().lock()),
-        Target::File(path) => write_lines(
-            &mut paced,
-            std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?,
-        ),
-        Target::Kafka(config) => publish(&mut paced, config),
+        Target::Stdout => write_lines(&mut paced, std::io::stdout().lock()).map_err(StdoutError::from)?,
+        Target::File(path) => {
+            let file = std::fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+            write_lines(&mut paced, file).with_context(|| format!("write {}", path.display()))?
+        }
+        Target::Kafka(config) => publish(&mut paced, config)?,
+    }
+    Ok(())
+}
+
+/// Sleeps until `due`, or until a stop is requested.
+fn wait_until(due: Instant, stop: &watch::Receiver<bool>) {
+    while !*stop.borrow() {
+        let left = due.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(left.min(STOP_CHECK));
     }
 }
 
-fn write_lines(messages: &mut dyn Iterator<Item = Vec<u8>>, out: impl Write) -> anyhow::Result<()> {
+fn write_lines(messages: &mut dyn Iterator<Item = Vec<u8>>, out: impl Write) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(out);
     for message in messages {
-        out.write_all(&message).context("write messages")?;
-        out.write_all(b"\n").context("write messages")?;
+        out.write_all(&message)?;
+        out.write_all(b"\n")?;
     }
-    out.flush().context("write messages")
+    out.flush()
 }
 
 /// A publisher to the configured topic (`source.topic`) over the source's connection.

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use tweetlake::repl::{self, Format, Options, Session};
+use tweetlake::repl::{self, Format, Options, ReplError, Session};
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::COMPANIES_FILE;
 
@@ -55,16 +55,22 @@ pub async fn sql(
         .with_context(|| format!("opening the lake at {}", config.lake.uri))?;
     match script {
         SqlScript::Text(text) => {
-            session
-                .run_text(&text)
-                .await
-                .map_err(|e| anyhow::anyhow!(repl::one_line(&e)))?;
+            session.run_text(&text).await.map_err(script_error)?;
         }
         SqlScript::Interactive => {
             repl::interactive(&mut session, repl::history_path(&config.repl).as_deref()).await?
         }
     }
     Ok(())
+}
+
+/// A script's error on one line, as the prompt shows it; a write to stdout keeps its type, so
+/// that a closed pipe (`| head`) ends the command quietly.
+fn script_error(error: ReplError) -> anyhow::Error {
+    match error {
+        ReplError::Stdout(error) => error.into(),
+        other => anyhow::anyhow!(repl::one_line(&other)),
+    }
 }
 
 /// The company list next to the configured models, else the built-in one.

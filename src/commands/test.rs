@@ -4,6 +4,7 @@ use anyhow::bail;
 
 use tweetlake::embedded;
 use tweetlake::modeltest::{self, Report, TestFiles};
+use tweetlake::stdout::{stdout, StdoutError};
 use tweetlake::transform::TESTS_DIR;
 
 use super::{builtin_models, load_config, load_models};
@@ -19,9 +20,12 @@ pub async fn test(config_path: Option<&Path>) -> anyhow::Result<()> {
         false => TestFiles::Dir(config.pipeline.sql_dir.join(TESTS_DIR)),
     };
     let report = modeltest::run(&models, &config.dlq.table, &files).await?;
-    print_report(&report);
+    print_report(&report)?;
     if report.outcomes.is_empty() {
-        println!("no tests found: add *.toml or *.sql files to {TESTS_DIR}/ next to the models (see README)");
+        writeln!(
+            stdout(),
+            "no tests found: add *.toml or *.sql files to {TESTS_DIR}/ next to the models (see README)"
+        )?;
     }
     let failed = report.failed();
     if failed > 0 {
@@ -30,26 +34,28 @@ pub async fn test(config_path: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_report(report: &Report) {
+fn print_report(report: &Report) -> Result<(), StdoutError> {
+    let mut out = stdout();
     for run in &report.runs {
         let batches = match run.batch_size {
             Some(size) => format!(" in batches of {size}"),
             None => String::new(),
         };
-        println!(
+        writeln!(
+            out,
             "ran the models over {}{batches}: {} records, {} batch(es), {} dead letters",
             run.input, run.summary.input_rows, run.summary.batches, run.summary.dead_letters
-        );
+        )?;
     }
-    println!();
+    writeln!(out)?;
     for outcome in &report.outcomes {
         let status = if outcome.failure.is_some() { "FAIL" } else { "ok  " };
-        println!("{status}  {}: {}", outcome.origin, outcome.name);
+        writeln!(out, "{status}  {}: {}", outcome.origin, outcome.name)?;
         if let Some(failure) = &outcome.failure {
             for line in failure.lines() {
-                println!("      {line}");
+                writeln!(out, "      {line}")?;
             }
         }
     }
-    println!("\n{} passed, {} failed", report.passed(), report.failed());
+    writeln!(out, "\n{} passed, {} failed", report.passed(), report.failed())
 }

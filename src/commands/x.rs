@@ -1,15 +1,16 @@
 //! `produce x` and `produce rules`: the X API v2 filtered stream into Kafka, and its rules.
 
 use anyhow::Context;
-use tokio::sync::watch;
 
 use tweetlake::config::Config;
 use tweetlake::produce::x::backoff::SystemClock;
 use tweetlake::produce::x::publish::{StreamProducer, StreamSettings};
 use tweetlake::produce::x::rules::{self, RulePlan, SyncMode};
 use tweetlake::produce::x::XApi;
+use tweetlake::stdout::stdout;
 
 use super::produce::kafka_publisher;
+use super::stop::stop_on_signal;
 
 pub enum RulesAction {
     List,
@@ -30,14 +31,7 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
         tracing::info!("x rules: {}", plan_summary(&plan, SyncMode::Apply));
     }
     let publisher = kafka_publisher(config)?;
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::warn!("stopping: flushing what was received (Ctrl-C again to abort)");
-        let _ = stop.send(true);
-        shutdown_signal().await;
-        std::process::exit(130);
-    });
+    let stopped = stop_on_signal("stopping: flushing what was received")?;
     let settings = StreamSettings {
         idle_timeout: x.idle_timeout,
         report_interval: x.report_interval,
@@ -70,16 +64,18 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
 /// Lists the app's rules, or syncs them with `[x.companies]` (validating only, for a dry run).
 pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
     let api = XApi::new(&config.x)?;
+    let mut out = stdout();
     let mode = match action {
         RulesAction::List => {
             let current = rules::list(&api).await?;
             for rule in &current {
-                println!(
+                writeln!(
+                    out,
                     "{}\t{}\t{}",
                     rule.id,
                     rule.tag.as_deref().unwrap_or("-"),
                     rule.value
-                );
+                )?;
             }
             eprintln!("{} rules", current.len());
             return Ok(());
@@ -98,16 +94,17 @@ pub async fn rules(config: &Config, action: RulesAction) -> anyhow::Result<()> {
     })?;
     for (mark, rules) in [("=", &plan.keep), ("-", &plan.delete)] {
         for rule in rules {
-            println!(
+            writeln!(
+                out,
                 "{mark} {}\t{}\t{}",
                 rule.id,
                 rule.tag.as_deref().unwrap_or("-"),
                 rule.value
-            );
+            )?;
         }
     }
     for spec in &plan.add {
-        println!("+ \t{}\t{}", spec.tag, spec.value);
+        writeln!(out, "+ \t{}\t{}", spec.tag, spec.value)?;
     }
     let outcome = match mode {
         SyncMode::Apply => "",
@@ -123,26 +120,5 @@ fn plan_summary(plan: &RulePlan, mode: SyncMode) -> String {
         _ if plan.is_empty() => format!("{keep} rules, already in line with [x.companies]"),
         SyncMode::Apply => format!("{keep} kept, {add} added, {delete} deleted"),
         SyncMode::DryRun => format!("{keep} to keep, {add} to add, {delete} to delete"),
-    }
-}
-
-/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send).
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term = async {
-        match terminate.as_mut() {
-            Some(signal) => drop(signal.recv().await),
-            None => std::future::pending().await,
-        }
-    };
-    let interrupt = async {
-        // Without a handler there is no Ctrl-C to wait for; never stop for that.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        _ = interrupt => {}
-        _ = term => {}
     }
 }

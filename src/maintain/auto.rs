@@ -32,9 +32,10 @@ use deltalake::DeltaTable;
 
 use super::{
     checkpoint, compact, compactable, minimum_retention, vacuum, Execution, Lease, MaintainError,
-    MaintenanceConfig, PartitionCompaction, RetentionCheck, TableTarget,
+    MaintenanceConfig, PartitionCompaction, RetentionCheck, TableTarget, Usage,
 };
 use crate::lake::{Lake, LakeError};
+use crate::telemetry;
 
 /// Files a pass packs into are at least this large (batch files of a few KB would otherwise
 /// be packed a few times over before they matter).
@@ -75,6 +76,16 @@ pub struct AutoMaintenance {
     lease: Lease,
     last_full_pass: Instant,
     last_vacuum: HashMap<String, Instant>,
+}
+
+impl Task {
+    /// The operation's name in metrics.
+    fn operation(&self) -> &'static str {
+        match self {
+            Task::Compact { .. } => "compact",
+            Task::Vacuum => "vacuum",
+        }
+    }
 }
 
 impl AutoMaintenance {
@@ -119,18 +130,32 @@ impl AutoMaintenance {
                     report.cut_short = true;
                     break;
                 };
-                match tokio::time::timeout(left, self.run(&name, table, &task, &mut report)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) if error.is_conflict() => {
-                        tracing::info!(
-                            "maintenance: {name}: another writer committed first; planned again later"
-                        );
-                    }
-                    Ok(Err(error)) => tracing::warn!("maintenance: {name}: {error}"),
-                    Err(_) => {
-                        report.cut_short = true;
-                        break;
-                    }
+                let step = Instant::now();
+                let outcome =
+                    match tokio::time::timeout(left, self.run(&name, table, &task, &mut report)).await {
+                        Ok(Ok(reclaimed)) => Ok(reclaimed),
+                        Ok(Err(error)) if error.is_conflict() => {
+                            tracing::info!(
+                                "maintenance: {name}: another writer committed first; planned again later"
+                            );
+                            Err("conflict")
+                        }
+                        Ok(Err(error)) => {
+                            tracing::warn!("maintenance: {name}: {error}");
+                            Err("failed")
+                        }
+                        Err(_) => {
+                            report.cut_short = true;
+                            Err("cut_short")
+                        }
+                    };
+                let (outcome, reclaimed) = match outcome {
+                    Ok(reclaimed) => ("ok", reclaimed),
+                    Err(outcome) => (outcome, 0),
+                };
+                telemetry::record_maintenance(&name, task.operation(), outcome, reclaimed, step.elapsed());
+                if report.cut_short {
+                    break;
                 }
             }
             self.release_lease().await;
@@ -209,7 +234,7 @@ impl AutoMaintenance {
         mut table: DeltaTable,
         task: &Task,
         report: &mut StepReport,
-    ) -> Result<(), MaintainError> {
+    ) -> Result<u64, MaintainError> {
         // The table as the pipeline left it may predate this process's own last optimize.
         table
             .update_incremental(None)
@@ -225,11 +250,15 @@ impl AutoMaintenance {
                 );
                 report.compactions += 1;
                 report.files_compacted += removed;
+                // Compaction frees nothing itself: the files it replaced go at the next vacuum.
+                Ok(0)
             }
             Task::Vacuum => {
                 let retention = self.config.retention.max(minimum_retention(&table, name)?);
+                let before = Usage::of(&self.lake, name).await?;
                 let removed =
                     vacuum(name, table, retention, RetentionCheck::Enforce, Execution::Apply).await?;
+                let reclaimed = before.bytes - before.without(&removed).bytes;
                 let logs = checkpoint(&self.lake, name).await?;
                 tracing::info!(
                     "maintenance: {name}: vacuumed {} files, removed {logs} expired log files",
@@ -237,9 +266,9 @@ impl AutoMaintenance {
                 );
                 report.vacuums += 1;
                 report.files_vacuumed += removed.len();
+                Ok(reclaimed)
             }
         }
-        Ok(())
     }
 
     /// Takes the lease for one call. False when another maintainer holds it: that one

@@ -24,9 +24,10 @@ use crate::lake::{Lake, LakeError};
 use crate::maintain::AutoMaintenance;
 use crate::sink::{CommitOutcome, DeltaSink, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
+use crate::telemetry;
 use crate::transform::{Model, ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
-use progress::{millis, BatchReport, ProgressLog, StageDurations, TableReport};
+use progress::{millis, BatchReport, ProgressLog, StageDurations, TableOutcome, TableReport};
 use retry::Backoff;
 
 pub use config::PipelineConfig;
@@ -184,6 +185,7 @@ impl<S: Source> Pipeline<S> {
                 }
             };
             if read.ranges.iter().all(|r| r.end == r.start) {
+                telemetry::record_idle_poll();
                 if mode == RunMode::Once && self.source.assignment_generation() == generation {
                     break; // nothing more can be read below the snapshot
                 }
@@ -219,7 +221,7 @@ impl<S: Source> Pipeline<S> {
         let committed: Vec<String> = batch
             .iter()
             .flat_map(|report| &report.tables)
-            .filter(|(_, table)| table.outcome == "committed")
+            .filter(|(_, table)| table.outcome == progress::TableOutcome::Committed)
             .map(|(name, _)| name.clone())
             .collect();
         let tables = self.sink.cached_tables();
@@ -306,6 +308,7 @@ impl<S: Source> Pipeline<S> {
                 .await?;
             summary.add(&report);
         }
+        telemetry::record_owned_partitions(positions.len());
         Ok(positions)
     }
 
@@ -327,7 +330,8 @@ impl<S: Source> Pipeline<S> {
                 Err(e) => {
                     self.retry
                         .wait_out(format_args!("batch {}", plan.batch_id), e)
-                        .await?
+                        .await?;
+                    telemetry::record_commit_retry();
                 }
             }
         }
@@ -426,6 +430,8 @@ impl<S: Source> Pipeline<S> {
             rows_per_sec: input_rows as f64 / total.as_secs_f64().max(1e-9),
             mb_per_sec: input_bytes as f64 / 1e6 / total.as_secs_f64().max(1e-9),
         };
+        // Metrics first: whoever sees the progress line finds the batch in them.
+        report.record_metrics(&self.dead_letters.table);
         self.progress.report(&report);
         crate::memory::release_freed_memory();
         Ok(report)
@@ -485,9 +491,9 @@ impl RunSummary {
 
 fn table_report(commit: TableCommit) -> TableReport {
     let (outcome, version) = match commit.outcome {
-        CommitOutcome::Committed { version } => ("committed", Some(version)),
-        CommitOutcome::AlreadyCommitted => ("already_committed", None),
-        CommitOutcome::Empty => ("empty", None),
+        CommitOutcome::Committed { version } => (TableOutcome::Committed, Some(version)),
+        CommitOutcome::AlreadyCommitted => (TableOutcome::AlreadyCommitted, None),
+        CommitOutcome::Empty => (TableOutcome::Empty, None),
     };
     TableReport {
         rows: commit.rows,

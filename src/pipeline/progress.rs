@@ -3,14 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::{IsTerminal, Write};
+use std::io::{ErrorKind, IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::source::OffsetRange;
+use crate::source::{OffsetRange, TopicPartition};
+use crate::telemetry::{self, Stage};
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct StageDurations {
@@ -21,11 +22,32 @@ pub struct StageDurations {
     pub total_ms: f64,
 }
 
+impl StageDurations {
+    fn by_stage(&self) -> [(Stage, f64); 5] {
+        [
+            (Stage::Read, self.read_ms),
+            (Stage::Decode, self.decode_ms),
+            (Stage::Transform, self.transform_ms),
+            (Stage::Write, self.write_ms),
+            (Stage::Total, self.total_ms),
+        ]
+    }
+}
+
+/// What a batch did to one table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableOutcome {
+    Committed,
+    /// A re-run found the table already holding the batch.
+    AlreadyCommitted,
+    Empty,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct TableReport {
     pub rows: usize,
-    /// `committed`, `already_committed` (a re-run found it written) or `empty`.
-    pub outcome: &'static str,
+    pub outcome: TableOutcome,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     /// Time from the start of the batch's writes until this table's commit landed (tables
@@ -45,9 +67,13 @@ pub struct BatchReport {
     pub tables: BTreeMap<String, TableReport>,
     pub durations: StageDurations,
     pub offsets: Vec<OffsetRange>,
-    /// Records left behind each partition's end after this batch (Kafka only), `topic[partition]`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub lag: BTreeMap<String, i64>,
+    /// Records left behind each partition's end after this batch (Kafka only), written as
+    /// `topic[partition]`.
+    #[serde(
+        skip_serializing_if = "BTreeMap::is_empty",
+        serialize_with = "by_partition_name"
+    )]
+    pub lag: BTreeMap<TopicPartition, i64>,
     pub rows_per_sec: f64,
     pub mb_per_sec: f64,
 }
@@ -58,8 +84,9 @@ impl BatchReport {
             .tables
             .iter()
             .map(|(name, t)| match t.outcome {
-                "committed" => format!("{name} +{}", t.rows),
-                other => format!("{name} {other}"),
+                TableOutcome::Committed => format!("{name} +{}", t.rows),
+                TableOutcome::AlreadyCommitted => format!("{name} already_committed"),
+                TableOutcome::Empty => format!("{name} empty"),
             })
             .collect();
         format!(
@@ -73,6 +100,34 @@ impl BatchReport {
             self.rows_per_sec
         )
     }
+
+    /// Adds this batch to the process's metrics; rows committed to `dead_letter_table` count as
+    /// dead letters.
+    pub fn record_metrics(&self, dead_letter_table: &str) {
+        for (table, report) in &self.tables {
+            if report.outcome == TableOutcome::Committed {
+                telemetry::record_table_commit(table, report.rows);
+                if table == dead_letter_table {
+                    telemetry::record_dead_letters(report.rows);
+                }
+            }
+        }
+        for (stage, ms) in self.durations.by_stage() {
+            telemetry::record_stage_time(stage, Duration::from_secs_f64(ms / 1000.0));
+        }
+        for (tp, &records) in &self.lag {
+            telemetry::record_consumer_lag(&tp.topic, tp.partition, records);
+        }
+        telemetry::record_batch_done();
+    }
+}
+
+/// Lag keys as the progress lines have always written them: `x-posts[0]`.
+fn by_partition_name<S: serde::Serializer>(
+    lag: &BTreeMap<TopicPartition, i64>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    out.collect_map(lag.iter().map(|(tp, records)| (tp.to_string(), records)))
 }
 
 pub fn millis(d: Duration) -> f64 {
@@ -81,7 +136,8 @@ pub fn millis(d: Duration) -> f64 {
 
 /// Where JSON progress lines go.
 pub struct ProgressLog {
-    out: Box<dyn Write + Send>,
+    /// `None` once stdout's reader went away (`tweetlake run | head`): the pipeline goes on.
+    out: Option<Box<dyn Write + Send>>,
     bar: Option<ProgressBar>,
 }
 
@@ -96,7 +152,10 @@ impl ProgressLog {
             }
             Box::new(OpenOptions::new().create(true).append(true).open(target)?)
         };
-        Ok(Self { out, bar: None })
+        Ok(Self {
+            out: Some(out),
+            bar: None,
+        })
     }
 
     /// Shows a bar over `total` records when stderr is a terminal.
@@ -112,9 +171,16 @@ impl ProgressLog {
     }
 
     pub fn report(&mut self, report: &BatchReport) {
-        let line = serde_json::to_string(report).expect("reports serialize");
-        if let Err(e) = writeln!(self.out, "{line}").and_then(|_| self.out.flush()) {
-            tracing::warn!("cannot write the progress line: {e}");
+        if let Some(out) = &mut self.out {
+            let line = serde_json::to_string(report).expect("reports serialize");
+            match writeln!(out, "{line}").and_then(|_| out.flush()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::BrokenPipe => {
+                    tracing::info!("stdout was closed: no more progress lines");
+                    self.out = None;
+                }
+                Err(e) => tracing::warn!("cannot write the progress line: {e}"),
+            }
         }
         match &self.bar {
             Some(bar) => {

@@ -28,6 +28,7 @@ use deltalake::DeltaTableError;
 use rustyline::error::ReadlineError;
 
 use crate::lake::{Lake, LakeError};
+use crate::stdout::{stdout, StdoutError};
 use crate::transform;
 use crate::transform::functions::CompanyMap;
 use catalog::Catalog;
@@ -54,6 +55,8 @@ pub enum ReplError {
     Arrow(#[from] ArrowError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Stdout(#[from] StdoutError),
     /// A mistyped meta-command, an unknown table or saved query, a missing parameter.
     #[error("{0}")]
     Usage(String),
@@ -255,7 +258,7 @@ impl Session {
 
     async fn run_command(&mut self, command: Command) -> Result<Flow, ReplError> {
         match command {
-            Command::Help => print!("{}", command::help()),
+            Command::Help => stdout().write_all(command::help().as_bytes())?,
             Command::Quit => return Ok(Flow::Quit),
             Command::ListTables => {
                 self.catalog.discover(&self.ctx).await?;

@@ -5,6 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::stdout::stdout;
+
 use super::format::Format;
 use super::ReplError;
 
@@ -65,11 +67,7 @@ impl Output {
         if self.paging && taller_than_terminal(bytes) && page(&self.pager, bytes).is_ok() {
             return Ok(());
         }
-        let mut stdout = std::io::stdout().lock();
-        stdout
-            .write_all(bytes)
-            .and_then(|()| stdout.flush())
-            .map_err(|e| ReplError::io(Path::new("<stdout>"), e))
+        Ok(stdout().write_all(bytes)?)
     }
 }
 

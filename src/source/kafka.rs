@@ -238,7 +238,7 @@ pub struct KafkaSource {
     /// The offset the consumer delivers next per partition, where this source is sure of it
     /// (after a seek or a delivered record); others are sought before reading.
     fetch_positions: HashMap<i32, i64>,
-    lag: BTreeMap<String, i64>,
+    lag: BTreeMap<TopicPartition, i64>,
 }
 
 /// A failed broker call, with what it was doing.
@@ -627,7 +627,14 @@ impl KafkaSource {
         let generation = self.assignment_generation();
         // A message borrows the consumer: a handle of its own leaves `self` free to update.
         let consumer = Arc::clone(&self.consumer);
-        while !state.all_done() && !full(&state.builder) && self.assignment_generation() == generation {
+        // A member the group gave no partition still polls until the deadline: rebalance
+        // callbacks run only inside a poll, so it would never learn of a partition given to it
+        // later, and returning at once would spin the batch loop.
+        let unassigned = state.expected.is_empty() && matches!(read_end, ReadEnd::Deadline(_));
+        while (unassigned || !state.all_done())
+            && !full(&state.builder)
+            && self.assignment_generation() == generation
+        {
             let wait = match read_end {
                 ReadEnd::Deadline(deadline) => deadline.saturating_duration_since(Instant::now()),
                 ReadEnd::EndOfData => IDLE_TIMEOUT,
@@ -797,13 +804,13 @@ impl Source for KafkaSource {
             .iter()
             .filter_map(|(&p, &position)| {
                 let high = self.cached_high_watermark(p)?;
-                Some((format!("{}[{p}]", self.topic), (high - position).max(0)))
+                Some((self.tp(p), (high - position).max(0)))
             })
             .collect();
         Ok(())
     }
 
-    fn lag(&self, _positions: &Positions) -> BTreeMap<String, i64> {
+    fn lag(&self, _positions: &Positions) -> BTreeMap<TopicPartition, i64> {
         self.lag.clone()
     }
 }

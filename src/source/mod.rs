@@ -162,6 +162,13 @@ pub struct TopicPartition {
     pub partition: i32,
 }
 
+/// `x-posts[0]`, as Kafka tools write it.
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.topic, self.partition)
+    }
+}
+
 /// Next offset to read, per partition.
 pub type Positions = BTreeMap<TopicPartition, i64>;
 
@@ -237,8 +244,8 @@ pub trait Source: Send {
     }
 
     /// Records between each position and the end of its partition, as far as the source knows
-    /// without a round trip; keyed like `topic[partition]`.
-    fn lag(&self, _positions: &Positions) -> BTreeMap<String, i64> {
+    /// without a round trip.
+    fn lag(&self, _positions: &Positions) -> BTreeMap<TopicPartition, i64> {
         BTreeMap::new()
     }
 

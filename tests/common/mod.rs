@@ -21,6 +21,9 @@ use tweetlake::source::FileSource;
 /// Every child process gets this long before the test fails.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Overrides `metrics.listen`: [`Project::command`] turns the server off with it.
+pub const METRICS_LISTEN_ENV: &str = "TWEETLAKE_METRICS__LISTEN";
+
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -119,6 +122,8 @@ impl Project {
             .current_dir(self.dir.path())
             .env_remove("RUST_LOG")
             .env_remove(tweetlake::fault::ENV)
+            // Tests run side by side: no `run` binds the default metrics port unless asked to.
+            .env(METRICS_LISTEN_ENV, "")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -227,6 +232,12 @@ pub fn synth_bad_count(text: &[u8]) -> i64 {
 /// The test broker (`scripts/services.sh` exports it), or `None` to skip outside CI.
 pub fn kafka_bootstrap() -> Option<String> {
     service_env("TWEETLAKE_TEST_KAFKA")
+}
+
+/// A Python with the reference Prometheus text parser (`prometheus_client`; `scripts/services.sh`
+/// installs it), or `None` to skip outside CI.
+pub fn test_python() -> Option<String> {
+    service_env("TWEETLAKE_TEST_PYTHON")
 }
 
 /// S3 endpoint, bucket and options of the test object store, or `None` to skip outside CI.
@@ -594,6 +605,22 @@ impl StdoutLines {
                 panic!("the child wrote no further line within {CHILD_TIMEOUT:?} of its start")
             }
             Err(RecvTimeoutError::Disconnected) => panic!("the child closed its stdout (it exited early)"),
+        }
+    }
+
+    /// Every line still to come, until the child closes its stdout; fails the test when that
+    /// takes past the deadline.
+    pub fn remaining(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(RecvTimeoutError::Disconnected) => return lines,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the child kept its stdout open past {CHILD_TIMEOUT:?} of its start")
+                }
+            }
         }
     }
 }

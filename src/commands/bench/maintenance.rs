@@ -20,6 +20,7 @@ use tweetlake::maintain::{Execution, RetentionCheck, TableMaintenance, Usage};
 use tweetlake::pipeline::RunMode;
 use tweetlake::settings::human_bytes;
 use tweetlake::source::FileSource;
+use tweetlake::stdout::stdout;
 use tweetlake::transform::functions::CompanyMap;
 
 /// The queries timed on each lake: a silver filter-and-aggregate and a gold aggregate.
@@ -54,13 +55,14 @@ pub async fn bench_maintenance(records: usize, batch: usize, dir: &Path) -> anyh
     let (small, without) = ingest(&data, batch, Maintained::No, &dir.join("small")).await?;
     let (auto, with) = ingest(&data, batch, Maintained::Yes, &dir.join("auto")).await?;
     let (one, _) = ingest(&data, records, Maintained::No, &dir.join("one_batch")).await?;
-    println!(
+    writeln!(
+        stdout(),
         "ingest of {records} posts in batches of {batch}: {:.1} s without maintenance, {:.1} s with automatic \
          maintenance ({:+.1}%)",
         without.as_secs_f64(),
         with.as_secs_f64(),
         100.0 * (with.as_secs_f64() / without.as_secs_f64() - 1.0)
-    );
+    )?;
 
     let mut rows = vec![
         measure("small batches", &small).await?,
@@ -93,8 +95,7 @@ pub async fn bench_maintenance(records: usize, batch: usize, dir: &Path) -> anyh
         .await?,
     );
     rows.push(measure("one batch (reference)", &one).await?);
-    print_table(&rows);
-    Ok(())
+    print_table(&rows)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -175,15 +176,24 @@ async fn measure(label: &str, lake: &Lake) -> anyhow::Result<Measure> {
     })
 }
 
-fn print_table(rows: &[Measure]) {
+fn print_table(rows: &[Measure]) -> anyhow::Result<()> {
     let reference = rows.last().expect("the one-batch lake is measured last");
-    println!(
+    writeln!(
+        stdout(),
         "{:<52} {:>7} {:>11} {:>7} {:>10} {:>7} {:>10} {:>7}",
-        "lake", "files", "size", "x ref", "silver q", "x ref", "gold q", "x ref"
-    );
+        "lake",
+        "files",
+        "size",
+        "x ref",
+        "silver q",
+        "x ref",
+        "gold q",
+        "x ref"
+    )?;
     for row in rows {
         let ratio = |a: f64, b: f64| a / b.max(1e-9);
-        println!(
+        writeln!(
+            stdout(),
             "{:<52} {:>7} {:>11} {:>6.2}x {:>9.3}s {:>6.2}x {:>9.3}s {:>6.2}x",
             row.label,
             row.files,
@@ -193,6 +203,7 @@ fn print_table(rows: &[Measure]) {
             ratio(row.query_seconds[0], reference.query_seconds[0]),
             row.query_seconds[1],
             ratio(row.query_seconds[1], reference.query_seconds[1]),
-        );
+        )?;
     }
+    Ok(())
 }

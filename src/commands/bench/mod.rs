@@ -15,6 +15,7 @@ use tweetlake::pipeline::{table_writes, RunMode};
 use tweetlake::produce::synth::{self, SynthOptions};
 use tweetlake::sink::DeltaSink;
 use tweetlake::source::{FileSource, KafkaSource, Positions, ReadLimits, Source};
+use tweetlake::stdout::stdout;
 
 pub use maintenance::bench_maintenance;
 
@@ -66,19 +67,24 @@ pub async fn bench(records: usize, batch: usize, dir: Option<&Path>) -> anyhow::
         summary.input_rows
     );
 
-    println!(
+    writeln!(
+        stdout(),
         "{:<12} {:>10} {:>14} {:>10}",
-        "stage", "seconds", "records/s", "MB/s"
-    );
+        "stage",
+        "seconds",
+        "records/s",
+        "MB/s"
+    )?;
     for stage in &stages {
         let secs = stage.elapsed.as_secs_f64();
-        println!(
+        writeln!(
+            stdout(),
             "{:<12} {:>10.2} {:>14.0} {:>10.1}",
             stage.name,
             secs,
             records as f64 / secs,
             megabytes / secs
-        );
+        )?;
     }
     if !dir.starts_with(std::env::temp_dir()) {
         return Ok(());
@@ -253,22 +259,30 @@ pub async fn bench_kafka(
         );
     }
 
-    println!(
+    writeln!(
+        stdout(),
         "{records} posts, {megabytes:.1} MB, topic {topic} ({} partitions)",
         kafka.partitions
-    );
-    println!(
+    )?;
+    writeln!(
+        stdout(),
         "{:<24} {:>10} {:>14} {:>10} {:>8} {:>14}",
-        "stage", "seconds", "records/s", "MB/s", "vs raw", "peak RSS MiB"
-    );
+        "stage",
+        "seconds",
+        "records/s",
+        "MB/s",
+        "vs raw",
+        "peak RSS MiB"
+    )?;
     for (name, elapsed, peak_rss) in &rows {
         let secs = elapsed.as_secs_f64();
-        println!(
+        writeln!(
+            stdout(),
             "{name:<24} {secs:>10.2} {:>14.0} {:>10.1} {:>7.0}% {peak_rss:>14.0}",
             records as f64 / secs,
             megabytes / secs,
             100.0 * raw_elapsed.as_secs_f64() / secs
-        );
+        )?;
     }
     Ok(())
 }
@@ -444,17 +458,18 @@ pub async fn bench_functions(records: usize) -> anyhow::Result<()> {
             "haversine_km(lon, lat, -73.99596, 40.74118)".into(),
         ),
     ];
-    println!("{:<18} {:>14}", "function", "rows/s");
+    writeln!(stdout(), "{:<18} {:>14}", "function", "rows/s")?;
     for (name, expression) in cases {
         let started = Instant::now();
         ctx.sql(&format!("SELECT count({expression}) FROM posts"))
             .await?
             .collect()
             .await?;
-        println!(
+        writeln!(
+            stdout(),
             "{name:<18} {:>14.0}",
             records as f64 / started.elapsed().as_secs_f64()
-        );
+        )?;
     }
     Ok(())
 }
