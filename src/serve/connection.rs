@@ -73,6 +73,11 @@ impl Planner {
 
     /// Refreshes what `statement` reads and plans it.
     async fn plan(&self, statement: Statement) -> PgWireResult<LogicalPlan> {
+        if let Statement::Copy { .. } = statement {
+            // COPY ... TO writes files on the server; COPY ... FROM would write the lake.
+            let what = "COPY".to_string();
+            return Err(pg_error(QueryError::ReadOnly { what }));
+        }
         let statement = DfStatement::Statement(Box::new(statement));
         self.session.plan(statement).await.map_err(pg_error)
     }

@@ -10,6 +10,7 @@
 mod auth;
 mod config;
 mod connection;
+mod functions;
 mod sqlstate;
 mod tls;
 
@@ -211,6 +212,7 @@ impl Handlers {
     fn new(shared: &Shared) -> Result<Self, ServeError> {
         let session = QuerySession::new(shared.lake.clone(), shared.limits);
         setup_pg_catalog(session.ctx(), "datafusion", EmptyContextProvider).map_err(ServeError::Catalog)?;
+        session.ctx().register_udf(functions::current_setting());
         Ok(Self {
             queries: Arc::new(Queries::new(Planner::new(session), shared.turns.clone())),
             startup: Arc::new(shared.login.handler(&shared.registry)),
