@@ -303,7 +303,7 @@ impl ExtendedQueryHandler for Queries {
         if let Some((name, query)) = cursor_query(statement)? {
             // Planned again: a commit since Parse shows up, as in every statement.
             let plan = self.planner.plan(Statement::Query(query.clone())).await?;
-            let bound = bind(plan.clone(), portal)?;
+            let bound = bind(plan, portal)?;
             let store = HookClient::portal_store(client);
             return self.declare(store, name, query, bound, client).await;
         }
