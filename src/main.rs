@@ -81,6 +81,12 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Serve the lake over the Postgres wire protocol (psql, Grafana, BI tools), read-only.
+    Serve {
+        /// Address and port to listen on [default: serve.listen, 127.0.0.1:5433].
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
     /// Print the model DAG and each model's output schema, type-checking every model.
     Plan,
     /// Run every model over fixture posts (no Kafka, no S3) and check the expectations in the
@@ -265,6 +271,7 @@ fn main() -> ExitCode {
                 let script = commands::SqlScript::from_args(execute, file)?;
                 commands::sql(cli.config.as_deref(), script, format, output).await
             }
+            Command::Serve { listen } => commands::serve(cli.config.as_deref(), listen).await,
             Command::Plan => commands::plan(cli.config.as_deref()).await,
             Command::Maintain {
                 table,

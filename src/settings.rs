@@ -1,6 +1,6 @@
 //! What every component's configuration type shares: durations and sizes as users write them
 //! (`10s`, `500MB`), option maps handed to librdkafka and object_store, option maps that may hold
-//! credentials, and the error a component's `validate()` returns.
+//! credentials, secrets, and the error a component's `validate()` returns.
 //!
 //! A leaf module: components use it for their own config types, so none of them has to import
 //! the composition in `config.rs`.
@@ -30,6 +30,35 @@ impl InvalidSetting {
             key: format!("{section}.{}", self.key),
             message: self.message,
         }
+    }
+}
+
+/// A credential: kept out of `Debug` output, so a logged config never shows it.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "<unset>"
+        } else {
+            "<redacted>"
+        })
     }
 }
 

@@ -6,6 +6,7 @@ mod init;
 mod maintain;
 mod produce;
 mod run;
+mod serve;
 mod sql;
 mod stop;
 mod test;
@@ -21,7 +22,8 @@ use tracing_subscriber::EnvFilter;
 use tweetlake::config::Config;
 use tweetlake::embedded;
 use tweetlake::stdout::{stdout, StdoutError};
-use tweetlake::transform::ModelSet;
+use tweetlake::transform::functions::CompanyMap;
+use tweetlake::transform::{ModelSet, COMPANIES_FILE};
 
 pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
 pub use demo::demo;
@@ -29,6 +31,7 @@ pub use init::{init, Existing};
 pub use maintain::{maintain, MaintainRequest};
 pub use produce::{replay, synth, Pace, Target};
 pub use run::{plan, run};
+pub use serve::serve;
 pub use sql::{sql, SqlScript};
 pub use test::test;
 pub use x::{produce_x, rules, RulesAction};
@@ -109,6 +112,15 @@ pub fn load_models(config: &Config) -> anyhow::Result<ModelSet> {
         return Ok(embedded::models(&reserved)?);
     }
     Ok(ModelSet::load_dir(dir, &reserved)?)
+}
+
+/// The company list next to the configured models, else the built-in one (`company_of`).
+pub fn company_map(config: &Config) -> anyhow::Result<CompanyMap> {
+    let path = config.pipeline.sql_dir.join(COMPANIES_FILE);
+    if path.exists() {
+        return Ok(CompanyMap::load(&path)?);
+    }
+    Ok(CompanyMap::from_csv_str(embedded::COMPANIES)?)
 }
 
 /// Runs `sql` and prints its result as a table.

@@ -4,10 +4,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use tweetlake::repl::{self, Format, Options, ReplError, Session};
-use tweetlake::transform::functions::CompanyMap;
-use tweetlake::transform::COMPANIES_FILE;
 
-use super::load_config;
+use super::{company_map, load_config};
 
 /// What `tweetlake sql` runs: a script (from -e, -f or piped stdin) or the interactive prompt.
 pub enum SqlScript {
@@ -71,13 +69,4 @@ fn script_error(error: ReplError) -> anyhow::Error {
         ReplError::Stdout(error) => error.into(),
         other => anyhow::anyhow!(repl::one_line(&other)),
     }
-}
-
-/// The company list next to the configured models, else the built-in one.
-fn company_map(config: &tweetlake::config::Config) -> anyhow::Result<CompanyMap> {
-    let path = config.pipeline.sql_dir.join(COMPANIES_FILE);
-    if path.exists() {
-        return Ok(CompanyMap::load(&path)?);
-    }
-    Ok(CompanyMap::from_csv_str(tweetlake::embedded::COMPANIES)?)
 }

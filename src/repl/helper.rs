@@ -14,7 +14,7 @@ use rustyline::{ColorMode, Context, Helper, Hinter};
 
 use super::command::{Argument, Meta};
 use super::format::Format;
-use super::lexer::{self, Kind, Token};
+use crate::query::lexer::{self, Kind, Token};
 
 /// SQL keywords offered by completion and highlighted.
 #[rustfmt::skip]

@@ -1,95 +1,55 @@
 //! `tweetlake sql`: Athena-style SQL over the lake's Delta tables, interactive or one-shot.
 //!
-//! A [`Session`] registers every table of the lake by its dotted name, brings the tables a
-//! statement reads to their latest version before running it, rewrites time travel, and prints
-//! results in the chosen format with Athena's statistics.
+//! A [`Session`] runs statements through the lake's query session ([`crate::query`]: every
+//! table by its dotted name, brought to its latest version before each statement, time travel)
+//! and prints results in the chosen format with Athena's statistics.
 
-mod catalog;
 mod command;
 mod config;
-mod execute;
 mod format;
 mod helper;
-mod lexer;
 mod output;
 mod saved;
 mod shell;
-mod time_travel;
+mod spinner;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::error::ArrowError;
-use deltalake::datafusion::error::DataFusionError;
-use deltalake::datafusion::logical_expr::LogicalPlan;
-use deltalake::datafusion::prelude::SessionContext;
-use deltalake::DeltaTableError;
 use rustyline::error::ReadlineError;
 
-use crate::lake::{Lake, LakeError};
+use crate::lake::Lake;
+use crate::query::lexer::{self, Input};
+use crate::query::{LakeTables, Limits, QueryError, QuerySession};
 use crate::stdout::{stdout, StdoutError};
-use crate::transform;
 use crate::transform::functions::CompanyMap;
-use catalog::Catalog;
 use command::Command;
 use helper::Vocabulary;
-use lexer::Input;
 use output::Output;
 use saved::SavedQueries;
+use spinner::Spinner;
 
 pub use config::ReplConfig;
 pub use format::Format;
 pub use shell::run as interactive;
-pub use time_travel::TimeTravelError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplError {
     #[error(transparent)]
-    Lake(Box<LakeError>),
-    #[error("{0}")]
-    Delta(Box<DeltaTableError>),
-    #[error("{0}")]
-    Sql(Box<DataFusionError>),
+    Query(#[from] QueryError),
     #[error("{0}")]
     Arrow(#[from] ArrowError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Stdout(#[from] StdoutError),
-    /// A mistyped meta-command, an unknown table or saved query, a missing parameter.
+    /// A mistyped meta-command, an unknown saved query, a missing parameter.
     #[error("{0}")]
     Usage(String),
-    #[error("time travel: {0}")]
-    TimeTravel(#[from] TimeTravelError),
-    #[error(
-        "query stopped after scanning {scanned}: the limit is {limit} per query (repl.max_bytes_scanned); \
-         filter on partition columns or raise the limit"
-    )]
-    ScanLimit { scanned: String, limit: String },
-    #[error("query cancelled")]
-    Cancelled,
     #[error("terminal: {0}")]
     Terminal(#[from] ReadlineError),
-}
-
-// The library errors are large: boxed, so every `Result` stays small.
-impl From<LakeError> for ReplError {
-    fn from(error: LakeError) -> Self {
-        Self::Lake(Box::new(error))
-    }
-}
-
-impl From<DeltaTableError> for ReplError {
-    fn from(error: DeltaTableError) -> Self {
-        Self::Delta(Box::new(error))
-    }
-}
-
-impl From<DataFusionError> for ReplError {
-    fn from(error: DataFusionError) -> Self {
-        Self::Sql(Box::new(error))
-    }
 }
 
 impl ReplError {
@@ -133,14 +93,12 @@ pub fn history_path(config: &ReplConfig) -> Option<PathBuf> {
 }
 
 pub struct Session {
-    ctx: SessionContext,
-    catalog: Catalog,
+    query: QuerySession,
     queries: SavedQueries,
     output: Output,
     format: Format,
     timing: bool,
     interactive: bool,
-    max_bytes_scanned: u64,
     last_statement: Option<String>,
     vocabulary: Arc<RwLock<Vocabulary>>,
 }
@@ -154,8 +112,11 @@ impl Session {
         options: Options,
         companies: &CompanyMap,
     ) -> Result<Self, ReplError> {
-        let ctx = transform::session(companies);
-        let catalog = Catalog::open(lake, &ctx).await?;
+        let tables = LakeTables::open(lake, companies).await?;
+        let limits = Limits {
+            max_bytes_scanned: config.max_bytes_scanned,
+            ..Limits::default()
+        };
         let format = options.format.unwrap_or(config.format);
         let mut output = Output::new(&config.pager);
         if let Some(path) = &options.output {
@@ -163,27 +124,25 @@ impl Session {
             output.set_file(path, format.unwrap_or(config.format))?;
         }
         let session = Self {
-            ctx,
-            catalog,
+            query: QuerySession::new(tables, limits),
             queries: SavedQueries::new(&config.queries_dir),
             output,
             format,
             timing: config.timing && options.interactive,
             interactive: options.interactive,
-            max_bytes_scanned: config.max_bytes_scanned,
             last_statement: None,
             vocabulary: Arc::default(),
         };
-        session.refresh_vocabulary();
+        session.refresh_vocabulary().await;
         Ok(session)
     }
 
-    fn lake_uri(&self) -> String {
-        self.catalog.lake().root().to_string()
+    async fn lake_uri(&self) -> String {
+        self.query.lake().lake_uri().await
     }
 
-    fn table_count(&self) -> usize {
-        self.catalog.schemas().count()
+    async fn table_count(&self) -> usize {
+        self.query.lake().schemas().await.len()
     }
 
     /// What Tab completion knows; kept current by the session.
@@ -194,7 +153,7 @@ impl Session {
     /// Runs the statements and meta-commands in `text`, stopping at the first error.
     pub async fn run_text(&mut self, text: &str) -> Result<Flow, ReplError> {
         let result = self.run_inputs(lexer::split_inputs(text)).await;
-        self.refresh_vocabulary();
+        self.refresh_vocabulary().await;
         result
     }
 
@@ -212,13 +171,18 @@ impl Session {
     }
 
     async fn run_sql(&mut self, sql: &str) -> Result<(), ReplError> {
-        let plan = self.plan(sql).await?;
-        let frame = self.ctx.execute_logical_plan(plan).await?;
+        let plan = self.query.plan_sql(sql).await?;
         let progress = match self.interactive {
-            true => execute::ProgressLine::Shown,
-            false => execute::ProgressLine::Hidden,
+            true => Some(Spinner::default()),
+            false => None,
         };
-        let outcome = execute::run(frame, self.max_bytes_scanned, progress).await?;
+        let ctrl_c = async {
+            // Without a signal handler there is nothing to cancel with: run to the end.
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let outcome = self.query.run(plan, ctrl_c, progress).await?;
         self.print(&outcome.schema, &outcome.batches)?;
         if self.timing {
             let destination = match self.output.file() {
@@ -231,54 +195,22 @@ impl Session {
         Ok(())
     }
 
-    /// Rewrites time travel, brings the tables `sql` reads to their latest version, and plans it.
-    async fn plan(&mut self, sql: &str) -> Result<LogicalPlan, ReplError> {
-        let (rewritten, pins) = time_travel::rewrite(sql)?;
-        for pin in &pins {
-            self.catalog.pin(&self.ctx, pin).await?;
-        }
-        let state = self.ctx.state();
-        let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(&rewritten, &dialect)?;
-        let tables: Vec<String> = state
-            .resolve_table_references(&statement)?
-            .iter()
-            .map(transform::dotted_name)
-            .collect();
-        self.catalog.refresh(&self.ctx, &tables).await?;
-        let plan = self.ctx.state().statement_to_plan(statement).await?;
-        if let LogicalPlan::Dml(dml) = &plan {
-            return Err(ReplError::Usage(format!(
-                "{} on {} is not allowed: the lake is read-only in tweetlake sql (the pipeline writes it)",
-                dml.op, dml.table_name
-            )));
-        }
-        Ok(plan)
-    }
-
     async fn run_command(&mut self, command: Command) -> Result<Flow, ReplError> {
         match command {
             Command::Help => stdout().write_all(command::help().as_bytes())?,
             Command::Quit => return Ok(Flow::Quit),
             Command::ListTables => {
-                self.catalog.discover(&self.ctx).await?;
-                let names: Vec<String> = self.catalog.schemas().map(|(n, _)| n.to_string()).collect();
-                self.catalog.refresh(&self.ctx, &names).await?;
-                self.print_batch(self.catalog.summary()?)?;
+                let summary = self.query.lake().summary().await?;
+                self.print_batch(summary)?;
             }
             Command::Describe(table) => {
-                self.catalog
-                    .refresh(&self.ctx, std::slice::from_ref(&table))
-                    .await?;
-                let (title, batch) = self.catalog.describe(&table)?;
+                let (title, batch) = self.query.lake().describe(&table).await?;
                 eprintln!("{title}");
                 self.print_batch(batch)?;
             }
             Command::History { table, limit } => {
-                self.catalog
-                    .refresh(&self.ctx, std::slice::from_ref(&table))
-                    .await?;
-                self.print_batch(self.catalog.history(&table, limit).await?)?;
+                let history = self.query.lake().history(&table, limit).await?;
+                self.print_batch(history)?;
             }
             Command::Timing(on) => {
                 self.timing = on.unwrap_or(!self.timing);
@@ -343,8 +275,8 @@ impl Session {
     }
 
     /// Hands completion the current tables, columns, functions and saved queries.
-    fn refresh_vocabulary(&self) {
-        let state = self.ctx.state();
+    async fn refresh_vocabulary(&self) {
+        let state = self.query.ctx().state();
         let mut functions: Vec<String> = state
             .scalar_functions()
             .keys()
@@ -356,11 +288,14 @@ impl Session {
         functions.sort();
         functions.dedup();
         let tables = self
-            .catalog
+            .query
+            .lake()
             .schemas()
+            .await
+            .into_iter()
             .map(|(name, schema)| {
                 let columns = schema.fields().iter().map(|f| f.name().clone()).collect();
-                (name.to_string(), columns)
+                (name, columns)
             })
             .collect();
         let queries = self

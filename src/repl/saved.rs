@@ -19,9 +19,9 @@ use std::sync::Arc;
 use deltalake::arrow::array::{RecordBatch, StringArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
-use super::lexer::{self, Kind, Token};
 use super::ReplError;
 use crate::embedded;
+use crate::query::lexer::{self, Kind, Token};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {

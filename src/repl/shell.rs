@@ -20,8 +20,8 @@ pub async fn run(session: &mut Session, history: Option<&Path>) -> Result<(), Re
     }
     eprintln!(
         "tweetlake sql on {}: {} tables. \\? for help, \\q to quit.",
-        session.lake_uri(),
-        session.table_count()
+        session.lake_uri().await,
+        session.table_count().await
     );
     loop {
         let input = match tokio::task::block_in_place(|| editor.readline(PROMPT)) {

@@ -271,7 +271,7 @@ pub fn unique_suffix() -> String {
     format!("{nanos:x}{}", NEXT.fetch_add(1, Ordering::SeqCst))
 }
 
-fn service_env(var: &str) -> Option<String> {
+pub fn service_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Some(value),
         _ if std::env::var("CI").is_ok_and(|v| v == "true") => {

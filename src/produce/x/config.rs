@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::settings::Secret;
 use crate::settings::{duration_text, InvalidSetting};
 
 /// `tweetlake produce x` and `produce rules`: the X API v2 filtered stream and its rules.
@@ -52,35 +53,6 @@ pub struct CompanyTerms {
     pub cashtags: Vec<String>,
     pub hashtags: Vec<String>,
     pub keywords: Vec<String>,
-}
-
-/// A credential: kept out of `Debug` output, so a logged config never shows it.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: String) -> Self {
-        Self(value)
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "<unset>"
-        } else {
-            "<redacted>"
-        })
-    }
 }
 
 impl XConfig {

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
 use deltalake::datafusion::common::TableReference;
 
 use super::lexer::{self, Kind, Token};
-use super::ReplError;
+use super::QueryError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TimeTravelError {
@@ -70,7 +70,7 @@ impl Pin {
 
 /// Replaces every `<table> VERSION AS OF <n>` / `<table> TIMESTAMP AS OF '<time>'` in `sql` by the
 /// hidden table of that version; returns the new SQL and the versions it needs.
-pub fn rewrite(sql: &str) -> Result<(String, Vec<Pin>), ReplError> {
+pub fn rewrite(sql: &str) -> Result<(String, Vec<Pin>), QueryError> {
     let tokens = lexer::tokens(sql);
     let mut rewritten = String::with_capacity(sql.len());
     let mut pins = Vec::new();
@@ -98,7 +98,7 @@ pub fn rewrite(sql: &str) -> Result<(String, Vec<Pin>), ReplError> {
 
 /// `VERSION AS OF <n>` or `TIMESTAMP AS OF '<time>'` starting after token `after`: the version
 /// and the index of the clause's last token.
-fn as_of_clause(tokens: &[Token], after: usize) -> Result<Option<(AsOf, usize)>, ReplError> {
+fn as_of_clause(tokens: &[Token], after: usize) -> Result<Option<(AsOf, usize)>, QueryError> {
     let mut position = after;
     let mut next = || {
         let index = lexer::next_significant(tokens, position)?;
@@ -135,7 +135,7 @@ fn as_of_clause(tokens: &[Token], after: usize) -> Result<Option<(AsOf, usize)>,
 }
 
 /// RFC 3339 (`2026-11-01T10:00:00Z`), or a UTC `2026-11-01 10:00:00` or `2026-11-01`.
-fn parse_time(text: &str) -> Result<DateTime<Utc>, ReplError> {
+fn parse_time(text: &str) -> Result<DateTime<Utc>, QueryError> {
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Ok(time.with_timezone(&Utc));
     }
@@ -151,14 +151,14 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, ReplError> {
         .ok_or_else(|| bad_time(text))
 }
 
-fn bad_version(found: &str) -> ReplError {
+fn bad_version(found: &str) -> QueryError {
     TimeTravelError::BadVersion {
         found: found.to_string(),
     }
     .into()
 }
 
-fn bad_time(found: &str) -> ReplError {
+fn bad_time(found: &str) -> QueryError {
     TimeTravelError::BadTime {
         found: found.to_string(),
     }

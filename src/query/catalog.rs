@@ -17,11 +17,12 @@ use deltalake::kernel::CommitInfo;
 use deltalake::DeltaTable;
 use futures::{StreamExt, TryStreamExt};
 
+use super::overlay::lake_schema;
 use super::time_travel::{AsOf, Pin, TimeTravelError};
-use super::ReplError;
+use super::QueryError;
+use super::DEFAULT_SCHEMA;
 use crate::lake::{self, Lake};
 use crate::settings::human_bytes;
-use crate::transform;
 
 /// How many tables are loaded at once.
 const CONCURRENCY: usize = 16;
@@ -47,7 +48,7 @@ pub struct Catalog {
 
 impl Catalog {
     /// Finds and registers every table of the lake.
-    pub async fn open(lake: Lake, ctx: &SessionContext) -> Result<Self, ReplError> {
+    pub async fn open(lake: Lake, ctx: &SessionContext) -> Result<Self, QueryError> {
         let mut catalog = Self {
             lake,
             tables: BTreeMap::new(),
@@ -66,7 +67,7 @@ impl Catalog {
     }
 
     /// Lists the lake and registers the tables not known yet.
-    pub async fn discover(&mut self, ctx: &SessionContext) -> Result<(), ReplError> {
+    pub async fn discover(&mut self, ctx: &SessionContext) -> Result<(), QueryError> {
         let found = self.lake.table_names().await?;
         // Each load replays a Delta log: spawned, so they use every core.
         let loads = found
@@ -100,7 +101,7 @@ impl Catalog {
     /// Brings tables `names` to their latest version, reading only log entries newer than the
     /// loaded one. A name that is neither a known table nor a session table (a view, say)
     /// triggers one listing of the lake, so tables created since startup appear.
-    pub async fn refresh(&mut self, ctx: &SessionContext, names: &[String]) -> Result<(), ReplError> {
+    pub async fn refresh(&mut self, ctx: &SessionContext, names: &[String]) -> Result<(), QueryError> {
         // `table_exist` fails for a schema the session does not have yet: not a session table.
         let unknown = |name: &String| {
             !self.tables.contains_key(name) && !ctx.table_exist(name.as_str()).unwrap_or(false)
@@ -122,7 +123,7 @@ impl Catalog {
                 if entry.table.version() != before {
                     entry.provider = register(ctx, name, &entry.table).await?;
                 }
-                Ok::<_, ReplError>(())
+                Ok::<_, QueryError>(())
             });
         futures::future::try_join_all(updates).await?;
         Ok(())
@@ -130,12 +131,11 @@ impl Catalog {
 
     /// Registers the old version `pin` asks for under its hidden name. A version never changes, so
     /// one registered before is reused; a timestamp is resolved again each time.
-    pub async fn pin(&mut self, ctx: &SessionContext, pin: &Pin) -> Result<(), ReplError> {
+    pub async fn pin(&mut self, ctx: &SessionContext, pin: &Pin) -> Result<(), QueryError> {
         self.refresh(ctx, std::slice::from_ref(&pin.table)).await?;
         let latest = self.entry(&pin.table)?.table.version().unwrap_or(0);
         let reference = pin.reference();
-        transform::ensure_schema(ctx, reference.schema().expect("pins are schema-qualified"))?;
-        if matches!(pin.as_of, AsOf::Version(_)) && ctx.table_exist(reference.clone())? {
+        if matches!(pin.as_of, AsOf::Version(_)) && ctx.table_exist(reference.clone()).unwrap_or(false) {
             return Ok(());
         }
         let table = match pin.as_of {
@@ -154,7 +154,7 @@ impl Catalog {
         replace_table(ctx, reference, provider)
     }
 
-    async fn load_at(&self, name: &str, time: DateTime<Utc>) -> Result<DeltaTable, ReplError> {
+    async fn load_at(&self, name: &str, time: DateTime<Utc>) -> Result<DeltaTable, QueryError> {
         let table = self.lake.load_at(name, time).await?;
         let version = table.version().unwrap_or(0);
         let committed = table.snapshot()?.version_timestamp(version);
@@ -169,18 +169,18 @@ impl Catalog {
         }
     }
 
-    fn entry(&self, name: &str) -> Result<&Entry, ReplError> {
+    fn entry(&self, name: &str) -> Result<&Entry, QueryError> {
         self.tables.get(name).ok_or_else(|| {
             let known: Vec<&str> = self.tables.keys().map(String::as_str).collect();
-            ReplError::Usage(format!(
-                "no table `{name}` in the lake (tables: {})",
-                known.join(", ")
-            ))
+            QueryError::NoSuchTable {
+                name: name.to_string(),
+                known: known.join(", "),
+            }
         })
     }
 
     /// `\d`: one row per table with its version, files, rows and size, from the Delta log.
-    pub fn summary(&self) -> Result<RecordBatch, ReplError> {
+    pub fn summary(&self) -> Result<RecordBatch, QueryError> {
         let mut columns = SummaryColumns::default();
         for (name, entry) in &self.tables {
             let snapshot = entry.table.snapshot()?;
@@ -201,7 +201,7 @@ impl Catalog {
     }
 
     /// `\d table`: columns and types, which are partition columns, and a line about the version.
-    pub fn describe(&self, name: &str) -> Result<(String, RecordBatch), ReplError> {
+    pub fn describe(&self, name: &str) -> Result<(String, RecordBatch), QueryError> {
         let entry = self.entry(name)?;
         let snapshot = entry.table.snapshot()?;
         let partitions = snapshot.metadata().partition_columns();
@@ -242,7 +242,7 @@ impl Catalog {
     }
 
     /// `\history table`: the latest `limit` commits, newest first.
-    pub async fn history(&self, name: &str, limit: usize) -> Result<RecordBatch, ReplError> {
+    pub async fn history(&self, name: &str, limit: usize) -> Result<RecordBatch, QueryError> {
         let entry = self.entry(name)?;
         let commits: Vec<CommitInfo> = entry.table.history(Some(limit)).try_collect().await?;
         let latest = entry.table.version().unwrap_or(0) as i64;
@@ -311,7 +311,7 @@ struct SummaryColumns {
 }
 
 impl SummaryColumns {
-    fn into_batch(self) -> Result<RecordBatch, ReplError> {
+    fn into_batch(self) -> Result<RecordBatch, QueryError> {
         let schema = Schema::new(vec![
             Field::new("table", DataType::Utf8, false),
             Field::new("version", DataType::Int64, true),
@@ -337,20 +337,20 @@ async fn register(
     ctx: &SessionContext,
     name: &str,
     table: &DeltaTable,
-) -> Result<Arc<dyn TableProvider>, ReplError> {
+) -> Result<Arc<dyn TableProvider>, QueryError> {
     let provider = lake::table_provider(ctx, table, name).await?;
-    let reference = transform::table_reference(ctx, name)?;
-    replace_table(ctx, reference, provider.clone())?;
+    replace_table(ctx, TableReference::parse_str(name), provider.clone())?;
     Ok(provider)
 }
 
-/// Registers `provider` as `reference`, replacing the provider registered before, if any.
+/// Registers `provider` as `reference` in its lake schema (made on first use), replacing the
+/// provider registered before, if any, in one step.
 fn replace_table(
     ctx: &SessionContext,
     reference: TableReference,
     provider: Arc<dyn TableProvider>,
-) -> Result<(), ReplError> {
-    ctx.deregister_table(reference.clone())?;
-    ctx.register_table(reference, provider)?;
+) -> Result<(), QueryError> {
+    let schema = lake_schema(ctx, reference.schema().unwrap_or(DEFAULT_SCHEMA))?;
+    schema.register_table(reference.table().to_string(), provider)?;
     Ok(())
 }
