@@ -82,7 +82,7 @@ fi
 "$KUBECTL" version --client >/dev/null 2>&1 || die "$KUBECTL does not run"
 
 # promtool, from Debian's prometheus package: downloaded and unpacked, nothing installed or started.
-PROMTOOL="$TOOLS/prometheus/usr/bin/promtool"
+PROMTOOL="$TOOLS/promtool"
 if [ ! -x "$PROMTOOL" ]; then
   command -v apt-get >/dev/null 2>&1 || die "promtool comes from Debian's prometheus package: apt-get not found"
   rm -rf "$TOOLS/prometheus-deb" && mkdir -p "$TOOLS/prometheus-deb"
@@ -91,8 +91,9 @@ if [ ! -x "$PROMTOOL" ]; then
     (cd "$TOOLS/prometheus-deb" && apt-get download -qq prometheus >/dev/null 2>&1) ||
       die "apt-get download prometheus failed (for promtool): check the Debian package sources"
   fi
-  rm -rf "$TOOLS/prometheus"
-  dpkg-deb -x "$TOOLS"/prometheus-deb/prometheus_*.deb "$TOOLS/prometheus" || die "cannot unpack the prometheus package"
+  dpkg-deb -x "$TOOLS"/prometheus-deb/prometheus_*.deb "$TOOLS/prometheus-deb/root" ||
+    die "cannot unpack the prometheus package"
+  mv "$TOOLS/prometheus-deb/root/usr/bin/promtool" "$PROMTOOL"
   rm -rf "$TOOLS/prometheus-deb"
 fi
 "$PROMTOOL" --version >/dev/null 2>&1 || die "$PROMTOOL does not run"
