@@ -27,3 +27,5 @@ eval "$(scripts/services.sh env)"
 
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked "$@"
+# The Kubernetes manifests, compose file and dashboards, validated offline.
+scripts/check-deploy.sh
