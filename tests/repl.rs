@@ -191,6 +191,8 @@ fn tables_are_described_with_versions_and_commit_history() {
         "\\d [table]",
         "\\history table [n]",
         "\\run name",
+        "\\chart [line|bar] x y [y ...]",
+        "\\watch seconds [statement]",
         "VERSION AS OF",
     ] {
         assert!(help.contains(command), "{command} missing from help: {help}");
@@ -894,6 +896,47 @@ fn no_color_turns_highlighting_off() {
     assert!(echoed.contains(TYPED), "the input is echoed as typed: {echoed:?}");
     assert!(!echoed.contains('\x1b'), "no escape sequence: {echoed:?}");
     repl.quit();
+}
+
+/// What `input` printed, escape sequences kept, up to the next prompt's text.
+fn raw_output(repl: &mut Repl, input: &str) -> String {
+    repl.send(&format!("{input}\r"));
+    let printed = repl.pty.exp_string(READING).unwrap();
+    let after_input = printed
+        .rsplit_once(ACCEPTED)
+        .map_or(printed.as_str(), |(_, out)| out);
+    // The prompt may be painted before the line editor starts reading: leave it out.
+    let before_prompt = after_input.split("tweetlake> ").next().unwrap_or_default();
+    before_prompt.to_string()
+}
+
+const TWO_SERIES: &str = "SELECT * FROM (VALUES (1, 10, 3), (2, 12, 5), (3, 8, 1)) AS t(x, posts, negative);";
+
+#[test]
+fn charts_tell_series_apart_by_colour_at_a_terminal_and_by_markers_with_no_color() {
+    let project = empty_project();
+    let mut coloured = Repl::start(&project, &[("NO_COLOR", "")]);
+    coloured.run(TWO_SERIES);
+    let chart = raw_output(&mut coloured, "\\chart x posts negative");
+    assert!(has_colour(&chart), "{chart:?}");
+    assert!(
+        plain(&chart).contains("── posts   ── negative   by x"),
+        "{chart:?}"
+    );
+    coloured.quit();
+
+    let mut plain_repl = Repl::start(&project, &[("NO_COLOR", "1")]);
+    plain_repl.run(TWO_SERIES);
+    let chart = raw_output(&mut plain_repl, "\\chart x posts negative");
+    assert!(!chart.contains('\x1b'), "no escape sequence: {chart:?}");
+    assert!(chart.contains("* posts   + negative   by x"), "{chart:?}");
+    let bars = raw_output(&mut plain_repl, "\\chart bar x posts negative");
+    assert!(!bars.contains('\x1b'), "no escape sequence: {bars:?}");
+    assert!(
+        bars.contains(" 12 posts") && bars.contains("  5 negative"),
+        "{bars:?}"
+    );
+    plain_repl.quit();
 }
 
 #[test]

@@ -126,7 +126,7 @@ fn the_axes_show_the_range_of_the_values() {
         plot(rows[rows.len() - 1]).starts_with(|c: char| c != ' '),
         "{text}"
     );
-    assert_eq!(width(&plot(rows[0]).trim_end().to_string()), 80 - 5, "{text}");
+    assert_eq!(width(plot(rows[0]).trim_end()), 80 - 5, "{text}");
 }
 
 #[test]
