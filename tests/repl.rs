@@ -44,8 +44,19 @@ fn count(project: &Project, sql: &str) -> i64 {
         .block_on(project.count(sql))
 }
 
+/// What the terminal printed, as text: rexpect hands over each byte as one char, so a character
+/// outside ASCII (a chart's braille and box drawing) arrives as several.
+fn decoded(printed: &str) -> String {
+    let bytes: Vec<u8> = printed
+        .chars()
+        .map(|c| u8::try_from(c).expect("rexpect gives one char per byte"))
+        .collect();
+    String::from_utf8(bytes).expect("the REPL writes UTF-8")
+}
+
 /// `text` without ANSI escape sequences.
 fn plain(text: &str) -> String {
+    let text = decoded(text);
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -533,7 +544,7 @@ fn a_bar_chart_of_the_last_result_and_its_mistakes() {
     );
     let expected: Vec<(String, i64)> = common::strings(&tokio::runtime::Runtime::new().unwrap().block_on(
         project.query(&format!(
-            "SELECT concat(company, ',', CAST(posts AS VARCHAR)) FROM ({per_company}) AS c"
+            "SELECT concat(company, ',', CAST(posts AS VARCHAR)) FROM ({per_company}) AS c ORDER BY posts DESC, company"
         )),
     ))
     .into_iter()
