@@ -18,6 +18,9 @@ use tweetlake::source::OffsetRange;
 
 /// Every expectation fails the test after this long.
 const EXPECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The pseudo-terminal's size.
+const PTY_ROWS: usize = 50;
+const PTY_COLUMNS: usize = 200;
 /// rustyline switches bracketed paste on each time it starts reading a line, and off when the
 /// line is accepted: the first marks a fresh prompt, the second the end of the echoed input.
 const READING: &str = "\x1b[?2004h";
@@ -41,8 +44,19 @@ fn count(project: &Project, sql: &str) -> i64 {
         .block_on(project.count(sql))
 }
 
+/// What the terminal printed, as text: rexpect hands over each byte as one char, so a character
+/// outside ASCII (a chart's braille and box drawing) arrives as several.
+fn decoded(printed: &str) -> String {
+    let bytes: Vec<u8> = printed
+        .chars()
+        .map(|c| u8::try_from(c).expect("rexpect gives one char per byte"))
+        .collect();
+    String::from_utf8(bytes).expect("the REPL writes UTF-8")
+}
+
 /// `text` without ANSI escape sequences.
 fn plain(text: &str) -> String {
+    let text = decoded(text);
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
@@ -56,7 +70,7 @@ fn plain(text: &str) -> String {
     out
 }
 
-/// The REPL in a 50x200 pseudo-terminal.
+/// The REPL in a PTY_ROWS x PTY_COLUMNS pseudo-terminal.
 struct Repl {
     pty: PtySession,
 }
@@ -65,7 +79,10 @@ impl Repl {
     fn start(project: &Project, env: &[(&str, &str)]) -> Self {
         let mut command = Command::new("sh");
         command
-            .args(["-c", "stty rows 50 cols 200 && exec \"$0\" sql"])
+            .args([
+                "-c",
+                &format!("stty rows {PTY_ROWS} cols {PTY_COLUMNS} && exec \"$0\" sql"),
+            ])
             .arg(env!("CARGO_BIN_EXE_tweetlake"))
             .current_dir(project.dir.path())
             .env("TERM", "xterm")
@@ -185,6 +202,8 @@ fn tables_are_described_with_versions_and_commit_history() {
         "\\d [table]",
         "\\history table [n]",
         "\\run name",
+        "\\chart [line|bar] x y [y ...]",
+        "\\watch seconds [statement]",
         "VERSION AS OF",
     ] {
         assert!(help.contains(command), "{command} missing from help: {help}");
@@ -410,6 +429,228 @@ fn each_statement_sees_new_versions_and_new_tables_without_a_restart() {
     write_tables(&project, 1);
     let new = repl.run("SELECT sum(n) AS total FROM s0.t0;");
     assert!(new.contains("| 6     |"), "{new}");
+    repl.quit();
+}
+
+/// The single text `sql` returns, read through delta-rs + DataFusion.
+fn text(project: &Project, sql: &str) -> String {
+    let batches = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(project.query(sql));
+    let mut values = common::strings(&batches);
+    assert_eq!(values.len(), 1, "{sql}: {values:?}");
+    values.remove(0)
+}
+
+/// The lines the terminal shows, without their carriage returns.
+fn screen_lines(output: &str) -> Vec<&str> {
+    output.lines().map(|l| l.trim_end_matches('\r')).collect()
+}
+
+fn width(line: &str) -> usize {
+    line.chars().count()
+}
+
+const PER_MINUTE: &str = "SELECT date_trunc('minute', created_at) AS minute, count(*) AS posts, \
+     count(*) FILTER (WHERE sentiment_label = 'negative') AS negative \
+     FROM silver.tweets GROUP BY 1 ORDER BY 1";
+
+#[test]
+fn a_line_chart_of_the_last_result_fits_the_terminal_and_labels_its_range() {
+    let project = lake_project();
+    let mut repl = Repl::start(&project, &[]);
+    let nothing = repl.run("\\chart line minute posts");
+    assert!(
+        nothing.contains("error: nothing to chart yet: run a query first"),
+        "{nothing}"
+    );
+    repl.run(&format!("{PER_MINUTE};"));
+    let output = repl.run("\\chart line minute posts negative");
+    let lines = screen_lines(&output);
+    assert!(!output.contains("error"), "{output}");
+    assert!(
+        lines.iter().all(|l| width(l) <= PTY_COLUMNS),
+        "wider than the terminal:\n{output}"
+    );
+    let axis = lines.iter().position(|l| l.contains('└')).unwrap();
+    assert_eq!(
+        width(lines[axis]),
+        PTY_COLUMNS,
+        "the axis spans the width: {output}"
+    );
+    let legend = lines.iter().find(|l| l.contains("by minute (UTC)")).unwrap();
+    assert!(
+        legend.contains("posts") && legend.contains("negative"),
+        "{legend}"
+    );
+    let plot: String = lines[..axis].concat();
+    assert!(
+        plot.chars().any(|c| ('\u{2801}'..='\u{28ff}').contains(&c)),
+        "braille dots: {output}"
+    );
+
+    // Y from the smallest count of either series to the largest, X from the first minute to
+    // the last, as the lake has them.
+    let per_minute = format!("({PER_MINUTE}) AS m");
+    let top = count(&project, &format!("SELECT max(posts) FROM {per_minute}"));
+    let bottom = count(
+        &project,
+        &format!("SELECT min(least(posts, negative)) FROM {per_minute}"),
+    );
+    assert!(top > bottom, "{top} {bottom}");
+    let y_labels: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.split_once('┤'))
+        .map(|(label, _)| label.trim())
+        .collect();
+    assert_eq!(y_labels.first(), Some(&top.to_string().as_str()), "{output}");
+    assert_eq!(y_labels.last(), Some(&bottom.to_string().as_str()), "{output}");
+    let days = count(
+        &project,
+        &format!("SELECT count(DISTINCT CAST(minute AS DATE)) FROM {per_minute}"),
+    );
+    assert_eq!(
+        days, 1,
+        "the fixture posts fall on one day, so labels are clock times"
+    );
+    let first = text(
+        &project,
+        &format!("SELECT to_char(min(minute), '%H:%M') FROM {per_minute}"),
+    );
+    let last = text(
+        &project,
+        &format!("SELECT to_char(max(minute), '%H:%M') FROM {per_minute}"),
+    );
+    let x_labels = lines[axis + 1].trim();
+    assert!(
+        x_labels.starts_with(&format!("{first} ")) && x_labels.ends_with(&format!(" {last}")),
+        "from {first} to {last}: {x_labels}"
+    );
+    repl.quit();
+}
+
+#[test]
+fn a_bar_chart_of_the_last_result_and_its_mistakes() {
+    let project = lake_project();
+    let mut repl = Repl::start(&project, &[]);
+    let per_company = "SELECT company, count(*) AS posts FROM silver.tweets \
+                       WHERE company IS NOT NULL GROUP BY company ORDER BY posts DESC, company";
+    repl.run(&format!("{per_company};"));
+    let output = repl.run("\\chart bar company posts");
+    let lines = screen_lines(&output);
+    assert!(
+        lines.iter().all(|l| width(l) <= PTY_COLUMNS),
+        "wider than the terminal:\n{output}"
+    );
+    let expected: Vec<(String, i64)> = common::strings(&tokio::runtime::Runtime::new().unwrap().block_on(
+        project.query(&format!(
+            "SELECT concat(company, ',', CAST(posts AS VARCHAR)) FROM ({per_company}) AS c ORDER BY posts DESC, company"
+        )),
+    ))
+    .into_iter()
+    .map(|row| {
+        let (company, posts) = row.rsplit_once(',').unwrap();
+        (company.to_string(), posts.parse().unwrap())
+    })
+    .collect();
+    assert!(expected.len() > 1, "{expected:?}");
+    let bars: Vec<&str> = lines.iter().copied().filter(|l| l.contains('│')).collect();
+    assert_eq!(bars.len(), expected.len(), "one bar per company: {output}");
+    // In eighths of a character: the longest bar fills its area, the others in proportion.
+    let eighths = |bar: &str| -> usize {
+        bar.chars()
+            .map(|c| match c {
+                '█' => 8,
+                '▏' => 1,
+                '▎' => 2,
+                '▍' => 3,
+                '▌' => 4,
+                '▋' => 5,
+                '▊' => 6,
+                '▉' => 7,
+                _ => 0,
+            })
+            .sum()
+    };
+    let (_, most) = expected[0];
+    assert_eq!(
+        width(bars[0]),
+        PTY_COLUMNS,
+        "the longest bar spans the width: {output}"
+    );
+    let full = eighths(bars[0]);
+    for ((company, posts), line) in expected.iter().zip(&bars) {
+        assert!(line.starts_with(company.as_str()), "{company}: {line}");
+        assert!(line.ends_with(&format!(" {posts}")), "{company} {posts}: {line}");
+        let wanted = full as f64 * *posts as f64 / most as f64;
+        let drawn = eighths(line) as f64;
+        assert!(
+            (drawn - wanted).abs() <= 0.5,
+            "{company}: {drawn} eighths, not {wanted}: {line}"
+        );
+    }
+
+    let wrong_y = repl.run("\\chart bar posts company");
+    assert_eq!(
+        screen_lines(&wrong_y)
+            .iter()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        1,
+        "{wrong_y}"
+    );
+    assert!(
+        // DataFusion's strings are Utf8View.
+        wrong_y.contains("error: column `company` is Utf8View, not a number"),
+        "{wrong_y}"
+    );
+    let unknown = repl.run("\\chart line minute posts");
+    assert!(
+        unknown.contains("error: no column `minute` in the last result (columns: company, posts)"),
+        "{unknown}"
+    );
+
+    // A chart redrawn by \watch from the last statement, until Ctrl-C.
+    let (top_company, top_posts) = &expected[0];
+    let top_bar = format!("{top_company} ");
+    repl.send("\\watch 1 \\chart bar company posts\r");
+    for _ in 0..2 {
+        let redraw = plain(&repl.pty.exp_string("(Ctrl-C stops)").unwrap());
+        assert!(redraw.contains("every 1 s"), "{redraw}");
+        let drawn = plain(&repl.pty.exp_string(&format!(" {top_posts}\r\n")).unwrap());
+        assert!(drawn.contains(&top_bar), "{drawn}");
+    }
+    repl.pty.send_control('c').unwrap();
+    repl.prompt();
+    let after = repl.run("SELECT 'still here' AS status;");
+    assert!(after.contains("| still here |"), "{after}");
+    repl.quit();
+}
+
+#[test]
+fn watch_redraws_a_count_as_the_pipeline_writes_until_ctrl_c() {
+    let project = lake_project();
+    let mut repl = Repl::start(&project, &[]);
+    repl.send("\\watch 1 SELECT count(*) AS n FROM bronze\r");
+    // Two redraws of the lake as it is: the statement runs again.
+    for _ in 0..2 {
+        let redraw = plain(&repl.pty.exp_string("(Ctrl-C stops)").unwrap());
+        assert!(redraw.contains("every 1 s"), "{redraw}");
+        let shown = plain(&repl.pty.exp_string("| 12 |").unwrap());
+        assert!(shown.contains("| n  |"), "the table, redrawn: {shown}");
+    }
+    // Another process writes to the lake while the watch runs: a later redraw shows it.
+    project.append_posts(&std::fs::read(common::fixture("x_v2_stream_sample.jsonl")).unwrap());
+    let run = project.run(&["run", "--once"], &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let later = plain(&repl.pty.exp_string("| 24 |").unwrap());
+    assert!(later.contains("(Ctrl-C stops)"), "a redraw: {later}");
+    // Ctrl-C stops the watch, not the REPL.
+    repl.pty.send_control('c').unwrap();
+    let stopped = repl.prompt();
+    assert!(!stopped.contains("error"), "{stopped}");
+    let after = repl.run("SELECT count(*) AS n FROM bronze;");
+    assert!(after.contains("| 24 |"), "{after}");
     repl.quit();
 }
 
@@ -667,6 +908,47 @@ fn no_color_turns_highlighting_off() {
     assert!(echoed.contains(TYPED), "the input is echoed as typed: {echoed:?}");
     assert!(!echoed.contains('\x1b'), "no escape sequence: {echoed:?}");
     repl.quit();
+}
+
+/// What `input` printed, escape sequences kept, up to the next prompt's text.
+fn raw_output(repl: &mut Repl, input: &str) -> String {
+    repl.send(&format!("{input}\r"));
+    let printed = repl.pty.exp_string(READING).unwrap();
+    let after_input = printed
+        .rsplit_once(ACCEPTED)
+        .map_or(printed.as_str(), |(_, out)| out);
+    // The prompt may be painted before the line editor starts reading: leave it out.
+    let before_prompt = after_input.split("tweetlake> ").next().unwrap_or_default();
+    before_prompt.to_string()
+}
+
+const TWO_SERIES: &str = "SELECT * FROM (VALUES (1, 10, 3), (2, 12, 5), (3, 8, 1)) AS t(x, posts, negative);";
+
+#[test]
+fn charts_tell_series_apart_by_colour_at_a_terminal_and_by_markers_with_no_color() {
+    let project = empty_project();
+    let mut coloured = Repl::start(&project, &[("NO_COLOR", "")]);
+    coloured.run(TWO_SERIES);
+    let chart = raw_output(&mut coloured, "\\chart x posts negative");
+    assert!(has_colour(&chart), "{chart:?}");
+    assert!(
+        plain(&chart).contains("── posts   ── negative   by x"),
+        "{chart:?}"
+    );
+    coloured.quit();
+
+    let mut plain_repl = Repl::start(&project, &[("NO_COLOR", "1")]);
+    plain_repl.run(TWO_SERIES);
+    let chart = raw_output(&mut plain_repl, "\\chart x posts negative");
+    assert!(!chart.contains('\x1b'), "no escape sequence: {chart:?}");
+    assert!(chart.contains("* posts   + negative   by x"), "{chart:?}");
+    let bars = raw_output(&mut plain_repl, "\\chart bar x posts negative");
+    assert!(!bars.contains('\x1b'), "no escape sequence: {bars:?}");
+    assert!(
+        bars.contains(" 12 posts") && bars.contains("  5 negative"),
+        "{bars:?}"
+    );
+    plain_repl.quit();
 }
 
 #[test]

@@ -2,9 +2,12 @@
 //! drives parsing, the `\?` text and Tab completion, so the three cannot disagree.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use super::chart::{ChartKind, ChartSpec};
 use super::format::Format;
 use super::ReplError;
+use crate::query::lexer::{self, Input};
 
 /// `\history` shows this many commits unless told otherwise.
 pub const DEFAULT_HISTORY_LIMIT: usize = 20;
@@ -35,6 +38,23 @@ pub enum Command {
         args: Vec<(String, String)>,
     },
     Save(String),
+    /// Draws the last result.
+    Chart(ChartSpec),
+    Watch {
+        period: Duration,
+        watched: Watched,
+    },
+}
+
+/// What `\watch` runs and redraws every period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Watched {
+    /// The last statement that ran, shown as results are.
+    Last,
+    /// This statement, shown as results are.
+    Statement(String),
+    /// The last statement, drawn as this chart.
+    Chart(ChartSpec),
 }
 
 /// Declares `Meta` and `Meta::ALL` from one list, so no meta-command can be missing from `ALL`.
@@ -53,12 +73,17 @@ macro_rules! meta_commands {
     };
 }
 
-meta_commands!(Help, Quit, Describe, History, Timing, Format, Output, Include, Pager, Queries, Run, Save);
+meta_commands!(
+    Help, Quit, Describe, History, Timing, Format, Output, Include, Pager, Queries, Run, Save, Chart, Watch
+);
 
 impl Meta {
     /// Its names, arguments and help line: everything parsing, `\?` and Tab know about it.
     pub fn definition(self) -> Definition {
-        use Argument::{Count, File, NewQueryName, QueryParameters, SavedQuery, Switch, Table};
+        use Argument::{
+            ChartColumns, Count, File, NewQueryName, QueryParameters, SavedQuery, Seconds, Statement, Switch,
+            Table,
+        };
         let define = Definition::new;
         match self {
             Meta::Help => define("\\?", "this help").with_aliases(&["\\h", "\\help"]),
@@ -101,6 +126,17 @@ impl Meta {
                 "save the last statement as a query (queries/<name>.sql)",
             )
             .with_required(&[NewQueryName]),
+            Meta::Chart => define(
+                "\\chart",
+                "draw the last result: lines over a numeric or time x (default), or bars; one series per y",
+            )
+            .with_required(&[ChartColumns]),
+            Meta::Watch => define(
+                "\\watch",
+                "re-run the statement (default: the last one) every n seconds, redrawn, until Ctrl-C",
+            )
+            .with_required(&[Seconds])
+            .with_optional(&[Statement]),
         }
     }
 
@@ -148,6 +184,11 @@ impl Meta {
                     .collect::<Result<_, _>>()?,
             },
             Meta::Save => Command::Save(args[0].clone()),
+            Meta::Chart => Command::Chart(chart_spec(args).ok_or_else(usage)?),
+            Meta::Watch => Command::Watch {
+                period: seconds(&args[0]).ok_or_else(usage)?,
+                watched: watched(args.get(1).map(String::as_str))?,
+            },
         })
     }
 }
@@ -170,6 +211,12 @@ pub enum Argument {
     NewQueryName,
     /// Any number of `param=value` for the saved query named before them.
     QueryParameters,
+    /// `[line|bar] x y [y ...]`: columns of the last result, after the kind of chart.
+    ChartColumns,
+    /// A positive number of seconds, fractions allowed.
+    Seconds,
+    /// The rest of the line as typed: a SQL statement, or a meta-command.
+    Statement,
 }
 
 impl Argument {
@@ -182,12 +229,21 @@ impl Argument {
             Argument::File => "file".into(),
             Argument::SavedQuery | Argument::NewQueryName => "name".into(),
             Argument::QueryParameters => "param=value ...".into(),
+            Argument::ChartColumns => {
+                let kinds = ChartKind::ALL.map(ChartKind::name).join("|");
+                format!("[{kinds}] x y [y ...]")
+            }
+            Argument::Seconds => "seconds".into(),
+            Argument::Statement => "statement".into(),
         }
     }
 
     /// Whether it takes every word after it.
     fn repeats(self) -> bool {
-        matches!(self, Argument::QueryParameters)
+        matches!(
+            self,
+            Argument::QueryParameters | Argument::ChartColumns | Argument::Statement
+        )
     }
 }
 
@@ -237,7 +293,14 @@ impl Definition {
 
     /// The last argument, when it takes every word after it.
     fn repeated(&self) -> Option<Argument> {
-        self.optional.last().copied().filter(|a| a.repeats())
+        let last = self.required.iter().chain(self.optional).last();
+        last.copied().filter(|a| a.repeats())
+    }
+
+    /// The index of the argument that is the rest of the line as typed, if it takes one.
+    pub fn verbatim_from(&self) -> Option<usize> {
+        let mut arguments = self.required.iter().chain(self.optional);
+        arguments.position(|a| *a == Argument::Statement)
     }
 
     fn accepts(&self, count: usize) -> bool {
@@ -295,11 +358,17 @@ pub fn help() -> String {
 
 /// Parses a line starting with `\`.
 pub fn parse(line: &str) -> Result<Command, ReplError> {
-    let words = words(line)?;
-    let (name, args) = words.split_first().expect("a meta-command line is not empty");
+    let name = line
+        .split_whitespace()
+        .next()
+        .expect("a meta-command line is not empty");
     let meta = Meta::named(name)
         .ok_or_else(|| ReplError::Usage(format!("unknown meta-command `{name}` (\\? lists them)")))?;
     let definition = meta.definition();
+    // The name, the arguments before the verbatim one, and the rest of the line.
+    let limit = definition.verbatim_from().map(|index| index + 2);
+    let words = words(line, limit)?;
+    let args = &words[1..];
     if !definition.accepts(args.len()) {
         return Err(definition.usage_error());
     }
@@ -314,6 +383,45 @@ fn on_off(value: &str) -> Option<bool> {
     }
 }
 
+/// `[line|bar] x y [y ...]`; a line chart unless told otherwise.
+fn chart_spec(args: &[String]) -> Option<ChartSpec> {
+    let (kind, columns) = match args.split_first() {
+        Some((first, rest)) => ChartKind::named(first).map_or((ChartKind::Line, args), |kind| (kind, rest)),
+        None => return None,
+    };
+    let (x, ys) = columns.split_first()?;
+    (!ys.is_empty()).then(|| ChartSpec {
+        kind,
+        x: x.clone(),
+        ys: ys.to_vec(),
+    })
+}
+
+fn seconds(text: &str) -> Option<Duration> {
+    let seconds = text.parse::<f64>().ok().filter(|s| *s > 0.0)?;
+    Duration::try_from_secs_f64(seconds).ok()
+}
+
+/// What `\watch` repeats: one statement, a chart of the last one, or (nothing given) the last.
+fn watched(text: Option<&str>) -> Result<Watched, ReplError> {
+    let Some(text) = text else {
+        return Ok(Watched::Last);
+    };
+    let refused = || {
+        ReplError::Usage(
+            "\\watch repeats one SQL statement, or a chart of the last one (\\watch 2 \\chart ...)".into(),
+        )
+    };
+    match lexer::split_inputs(text).as_slice() {
+        [Input::Sql(sql)] => Ok(Watched::Statement(sql.clone())),
+        [Input::Meta(line)] => match parse(line)? {
+            Command::Chart(spec) => Ok(Watched::Chart(spec)),
+            _ => Err(refused()),
+        },
+        _ => Err(refused()),
+    }
+}
+
 fn parameter(arg: &str) -> Option<(String, String)> {
     match arg.split_once('=') {
         Some((key, value)) if !key.is_empty() => Some((key.to_string(), value.to_string())),
@@ -321,12 +429,19 @@ fn parameter(arg: &str) -> Option<(String, String)> {
     }
 }
 
-/// Splits on whitespace; `'...'` or `"..."` keeps spaces inside one word.
-fn words(line: &str) -> Result<Vec<String>, ReplError> {
+/// Splits on whitespace; `'...'` or `"..."` keeps spaces inside one word. With a `limit`, the
+/// last word is the rest of the line as typed (a statement keeps its quotes).
+fn words(line: &str, limit: Option<usize>) -> Result<Vec<String>, ReplError> {
+    let line = line.trim();
     let mut words = Vec::new();
     let mut current: Option<String> = None;
     let mut quote: Option<char> = None;
-    for c in line.trim().chars() {
+    for (at, c) in line.char_indices() {
+        let starts_word = quote.is_none() && current.is_none() && !c.is_whitespace();
+        if starts_word && limit == Some(words.len() + 1) {
+            words.push(line[at..].to_string());
+            return Ok(words);
+        }
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (Some(_), c) => current.get_or_insert_with(String::new).push(c),
@@ -390,6 +505,53 @@ mod tests {
         assert_eq!(parse("\\help").unwrap(), Command::Help);
     }
 
+    fn spec(kind: ChartKind, x: &str, ys: &[&str]) -> ChartSpec {
+        ChartSpec {
+            kind,
+            x: x.into(),
+            ys: ys.iter().map(|y| y.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn charts_are_lines_unless_told_and_take_several_ys() {
+        assert_eq!(
+            parse("\\chart minute posts").unwrap(),
+            Command::Chart(spec(ChartKind::Line, "minute", &["posts"]))
+        );
+        assert_eq!(
+            parse("\\chart bar company posts \"count(*)\" negative").unwrap(),
+            Command::Chart(spec(
+                ChartKind::Bar,
+                "company",
+                &["posts", "count(*)", "negative"]
+            ))
+        );
+    }
+
+    #[test]
+    fn watch_keeps_its_statement_as_typed() {
+        let watch = |line: &str| match parse(line).unwrap() {
+            Command::Watch { period, watched } => (period, watched),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(watch("\\watch 2"), (Duration::from_secs(2), Watched::Last));
+        assert_eq!(
+            watch("\\watch 0.5   SELECT 'a  b' AS \"x y\"  FROM t;  "),
+            (
+                Duration::from_millis(500),
+                Watched::Statement("SELECT 'a  b' AS \"x y\"  FROM t".into())
+            )
+        );
+        assert_eq!(
+            watch("\\watch 1 \\chart bar company posts"),
+            (
+                Duration::from_secs(1),
+                Watched::Chart(spec(ChartKind::Bar, "company", &["posts"]))
+            )
+        );
+    }
+
     #[test]
     fn mistakes_show_the_usage() {
         let error = |line: &str| parse(line).unwrap_err().to_string();
@@ -405,6 +567,17 @@ mod tests {
         assert!(error("\\format xml").contains("markdown"));
         assert!(error("\\frobnicate").contains("\\?"));
         assert!(error("\\i 'open").contains("quote"));
+        let chart = "usage: \\chart [line|bar] x y [y ...]";
+        assert_eq!(error("\\chart"), chart);
+        assert_eq!(error("\\chart minute"), chart);
+        assert_eq!(error("\\chart bar company"), chart);
+        let watch = "usage: \\watch seconds [statement]";
+        assert_eq!(error("\\watch"), watch);
+        assert_eq!(error("\\watch 0 SELECT 1"), watch);
+        assert_eq!(error("\\watch soon"), watch);
+        assert!(error("\\watch 1 \\d").contains("repeats one SQL statement"));
+        assert!(error("\\watch 1 SELECT 1; SELECT 2").contains("repeats one SQL statement"));
+        assert_eq!(error("\\watch 1 \\chart x"), chart);
     }
 
     /// A value a user could type for an argument of this kind.
@@ -418,6 +591,9 @@ mod tests {
             Argument::SavedQuery => "top",
             Argument::NewQueryName => "mine",
             Argument::QueryParameters => "hours=2",
+            Argument::ChartColumns => "bar company posts",
+            Argument::Seconds => "2",
+            Argument::Statement => "SELECT count(*) FROM bronze",
         }
     }
 

@@ -12,6 +12,7 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{ColorMode, Context, Helper, Hinter};
 
+use super::chart::ChartKind;
 use super::command::{Argument, Meta};
 use super::format::Format;
 use crate::query::lexer::{self, Kind, Token};
@@ -81,6 +82,8 @@ pub struct Vocabulary {
     pub functions: Vec<String>,
     /// Saved query name -> parameter names.
     pub queries: BTreeMap<String, Vec<String>>,
+    /// The columns of the last result, which `\chart` draws.
+    pub result_columns: Vec<String>,
 }
 
 #[derive(Helper, Hinter)]
@@ -109,6 +112,11 @@ impl Completer for ReplHelper {
     type Candidate = Pair;
 
     fn complete(&self, line: &str, pos: usize, ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        // `\watch 2 SELECT ...`: the statement completes as if typed alone.
+        if let Some(start) = statement_start(&line[..pos]) {
+            let (at, pairs) = self.complete(&line[start..], pos - start, ctx)?;
+            return Ok((start + at, pairs));
+        }
         let vocabulary = self
             .vocabulary
             .read()
@@ -130,11 +138,32 @@ impl Completer for ReplHelper {
             None => meta_command_names(),
             Some(index) => match Meta::named(words[0]).and_then(|m| m.definition().argument(index)) {
                 Some(Argument::File) => return self.filenames.complete(line, pos, ctx),
-                Some(argument) => argument_values(&vocabulary, argument, &words),
+                Some(argument) => argument_values(&vocabulary, argument, index, &words),
                 None => Vec::new(),
             },
         };
         Ok((start, pairs(matching(candidates, &line[start..pos]))))
+    }
+}
+
+/// Where the statement argument of a meta-command line starts, when the cursor is in it.
+fn statement_start(before: &str) -> Option<usize> {
+    if !before.trim_start().starts_with('\\') {
+        return None;
+    }
+    let starts: Vec<usize> = before
+        .char_indices()
+        .filter(|&(i, c)| !c.is_whitespace() && (i == 0 || before[..i].ends_with(char::is_whitespace)))
+        .map(|(i, _)| i)
+        .collect();
+    let name = before.split_whitespace().next()?;
+    let index = Meta::named(name)?.definition().verbatim_from()?;
+    // Word 0 is the name; a statement not started yet starts at the cursor.
+    let word = index + 1;
+    match starts.get(word) {
+        Some(&start) => Some(start),
+        None if starts.len() == word && before.ends_with(char::is_whitespace) => Some(before.len()),
+        None => None,
     }
 }
 
@@ -147,8 +176,9 @@ fn meta_command_names() -> Vec<String> {
         .collect()
 }
 
-/// What Tab offers for an `argument` of the meta-command line whose words are `words`.
-fn argument_values(vocabulary: &Vocabulary, argument: Argument, words: &[&str]) -> Vec<String> {
+/// What Tab offers for an `argument`, the `index`th of the meta-command line whose words are
+/// `words`.
+fn argument_values(vocabulary: &Vocabulary, argument: Argument, index: usize, words: &[&str]) -> Vec<String> {
     match argument {
         Argument::Table => vocabulary.tables.keys().cloned().collect(),
         Argument::Format => Format::ALL.iter().map(|f| f.name().to_string()).collect(),
@@ -160,8 +190,29 @@ fn argument_values(vocabulary: &Vocabulary, argument: Argument, words: &[&str]) 
             .and_then(|query| vocabulary.queries.get(*query))
             .map(|params| params.iter().map(|p| format!("{p}=")).collect())
             .unwrap_or_default(),
-        // Files come from the filename completer; counts and new names cannot be guessed.
-        Argument::File | Argument::Count | Argument::NewQueryName => Vec::new(),
+        // The kind of chart comes first, if at all; then columns of the last result.
+        Argument::ChartColumns => {
+            let kinds = ChartKind::ALL.map(|kind| kind.name().to_string());
+            let kinds = kinds.into_iter().filter(|_| index == 0);
+            kinds
+                .chain(vocabulary.result_columns.iter().map(|c| quoted_word(c)))
+                .collect()
+        }
+        // Files come from the filename completer and statements complete as SQL (see
+        // `statement_start`); counts, seconds and new names cannot be guessed.
+        Argument::File
+        | Argument::Statement
+        | Argument::Count
+        | Argument::Seconds
+        | Argument::NewQueryName => Vec::new(),
+    }
+}
+
+/// A word as a meta-command line must spell it: in double quotes if it holds a space.
+fn quoted_word(word: &str) -> String {
+    match word.contains(char::is_whitespace) {
+        true => format!("\"{word}\""),
+        false => word.to_string(),
     }
 }
 
@@ -386,6 +437,7 @@ mod tests {
         v.tables.insert("silver.users".into(), vec!["id".into()]);
         v.functions = vec!["count".into(), "coalesce".into()];
         v.queries.insert("top".into(), vec!["hours".into()]);
+        v.result_columns = vec!["minute".into(), "posts".into(), "mean sentiment".into()];
         v
     }
 
@@ -466,6 +518,27 @@ mod tests {
         assert_eq!(complete("\\run top h"), (9, vec!["hours=".to_string()]));
         assert_eq!(complete("\\run top hours=1 "), (17, vec!["hours=".to_string()]));
         assert_eq!(complete("\\history bronze ").1, Vec::<String>::new());
+
+        // \chart: the kind first, then the last result's columns.
+        let columns = ["\"mean sentiment\"", "minute", "posts"].map(String::from);
+        let mut first = vec!["bar".to_string(), "line".to_string()];
+        first.extend(columns.clone());
+        first.sort();
+        assert_eq!(complete("\\chart "), (7, first));
+        assert_eq!(complete("\\chart line "), (12, columns.to_vec()));
+        assert_eq!(complete("\\chart bar minute p"), (18, vec!["posts".to_string()]));
+        // \watch: the statement completes as SQL, or as the chart it draws.
+        assert_eq!(complete("\\watch 2 "), (9, Vec::<String>::new()));
+        assert_eq!(complete("\\watch 2 SELECT * FROM sil").0, 23);
+        assert_eq!(
+            complete("\\watch 2 SELECT * FROM sil").1,
+            ["silver.tweets", "silver.users"]
+        );
+        assert_eq!(complete("\\watch 0.5 \\cha"), (11, vec!["\\chart".to_string()]));
+        assert_eq!(
+            complete("\\watch 0.5 \\chart line mi"),
+            (23, vec!["minute".to_string()])
+        );
     }
 
     #[test]

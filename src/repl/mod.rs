@@ -4,6 +4,7 @@
 //! table by its dotted name, brought to its latest version before each statement, time travel)
 //! and prints results in the chosen format with Athena's statistics.
 
+mod chart;
 mod command;
 mod config;
 mod format;
@@ -12,7 +13,9 @@ mod output;
 mod saved;
 mod shell;
 mod spinner;
+mod watch;
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -22,12 +25,13 @@ use rustyline::error::ReadlineError;
 
 use crate::lake::Lake;
 use crate::query::lexer::{self, Input};
-use crate::query::{LakeTables, Limits, QueryError, QuerySession};
+use crate::query::{LakeTables, Limits, Outcome, QueryError, QuerySession};
 use crate::stdout::{stdout, StdoutError};
 use crate::transform::functions::CompanyMap;
+use chart::{ChartError, ChartSpec};
 use command::Command;
-use helper::Vocabulary;
-use output::Output;
+use helper::{Styling, Vocabulary};
+use output::{Output, Paging, TerminalSize};
 use saved::SavedQueries;
 use spinner::Spinner;
 
@@ -50,6 +54,10 @@ pub enum ReplError {
     Usage(String),
     #[error("terminal: {0}")]
     Terminal(#[from] ReadlineError),
+    #[error(transparent)]
+    Chart(#[from] ChartError),
+    #[error("cannot listen for Ctrl-C, which is what stops \\watch: {0}")]
+    Interrupt(std::io::Error),
 }
 
 impl ReplError {
@@ -99,7 +107,11 @@ pub struct Session {
     format: Format,
     timing: bool,
     interactive: bool,
+    /// Colours for the prompt's highlighting and for charts; decided once, at the start.
+    styling: Styling,
     last_statement: Option<String>,
+    /// The last result with columns, for `\chart`.
+    last_result: Option<Outcome>,
     vocabulary: Arc<RwLock<Vocabulary>>,
 }
 
@@ -130,7 +142,9 @@ impl Session {
             format,
             timing: config.timing && options.interactive,
             interactive: options.interactive,
+            styling: Styling::detect(),
             last_statement: None,
+            last_result: None,
             vocabulary: Arc::default(),
         };
         session.refresh_vocabulary().await;
@@ -148,6 +162,10 @@ impl Session {
     /// What Tab completion knows; kept current by the session.
     fn vocabulary(&self) -> Arc<RwLock<Vocabulary>> {
         self.vocabulary.clone()
+    }
+
+    fn styling(&self) -> Styling {
+        self.styling
     }
 
     /// Runs the statements and meta-commands in `text`, stopping at the first error.
@@ -171,19 +189,29 @@ impl Session {
     }
 
     async fn run_sql(&mut self, sql: &str) -> Result<(), ReplError> {
-        let plan = self.query.plan_sql(sql).await?;
-        let progress = match self.interactive {
-            true => Some(Spinner::default()),
-            false => None,
-        };
         let ctrl_c = async {
             // Without a signal handler there is nothing to cancel with: run to the end.
             if tokio::signal::ctrl_c().await.is_err() {
                 std::future::pending::<()>().await;
             }
         };
-        let outcome = self.query.run(plan, ctrl_c, progress).await?;
-        self.print(&outcome.schema, &outcome.batches)?;
+        let outcome = self.execute(sql, ctrl_c).await?;
+        self.show(sql, outcome, Paging::WhenTall)
+    }
+
+    /// Runs `sql` to its result, unless `cancel` resolves first.
+    async fn execute(&self, sql: &str, cancel: impl Future<Output = ()>) -> Result<Outcome, ReplError> {
+        let plan = self.query.plan_sql(sql).await?;
+        let progress = match self.interactive {
+            true => Some(Spinner::default()),
+            false => None,
+        };
+        Ok(self.query.run(plan, cancel, progress).await?)
+    }
+
+    /// Prints a statement's result (and its statistics when timing is on) and remembers both.
+    fn show(&mut self, sql: &str, outcome: Outcome, paging: Paging) -> Result<(), ReplError> {
+        self.print(&outcome.schema, &outcome.batches, paging)?;
         if self.timing {
             let destination = match self.output.file() {
                 Some((path, format)) => format!(", written to {} as {format}", path.display()),
@@ -191,8 +219,27 @@ impl Session {
             };
             eprintln!("({}{destination})", outcome.summary());
         }
-        self.last_statement = Some(sql.to_string());
+        self.remember(sql, outcome);
         Ok(())
+    }
+
+    /// The statement for `\save` and `\watch`; its result, if it has columns, for `\chart`.
+    fn remember(&mut self, sql: &str, outcome: Outcome) {
+        self.last_statement = Some(sql.to_string());
+        if !outcome.schema.fields().is_empty() {
+            self.last_result = Some(outcome);
+        }
+    }
+
+    /// Draws the last result on stdout, sized to the terminal (80 x 24 when it is not one).
+    fn chart(&self, spec: &ChartSpec) -> Result<(), ReplError> {
+        let result = self
+            .last_result
+            .as_ref()
+            .ok_or_else(|| ReplError::Usage("nothing to chart yet: run a query first".to_string()))?;
+        let size = TerminalSize::of_stdout().unwrap_or(TerminalSize::DEFAULT);
+        let drawing = chart::draw(spec, &result.schema, &result.batches, size, self.styling)?;
+        Ok(stdout().write_all(drawing.as_bytes())?)
     }
 
     async fn run_command(&mut self, command: Command) -> Result<Flow, ReplError> {
@@ -247,6 +294,8 @@ impl Session {
                 let path = self.queries.save(&name, sql)?;
                 eprintln!("saved to {} (run it with \\run {name})", path.display());
             }
+            Command::Chart(spec) => self.chart(&spec)?,
+            Command::Watch { period, watched } => self.watch(period, watched).await?,
         }
         Ok(Flow::Continue)
     }
@@ -257,13 +306,14 @@ impl Session {
     }
 
     fn print_batch(&mut self, batch: RecordBatch) -> Result<(), ReplError> {
-        self.print(&batch.schema(), &[batch])
+        self.print(&batch.schema(), &[batch], Paging::WhenTall)
     }
 
     fn print(
         &mut self,
         schema: &deltalake::arrow::datatypes::SchemaRef,
         batches: &[RecordBatch],
+        paging: Paging,
     ) -> Result<(), ReplError> {
         if schema.fields().is_empty() {
             // CREATE VIEW, SET and the like return nothing to show.
@@ -271,7 +321,7 @@ impl Session {
         }
         let format = self.output.file().map_or(self.format, |(_, format)| format);
         let bytes = format.render(schema, batches)?;
-        self.output.write(&bytes)
+        self.output.write(&bytes, paging)
     }
 
     /// Hands completion the current tables, columns, functions and saved queries.
@@ -305,6 +355,10 @@ impl Session {
             .into_iter()
             .map(|q| (q.name, q.params.into_iter().map(|p| p.name).collect()))
             .collect();
+        let result_columns = self.last_result.as_ref().map_or_else(Vec::new, |result| {
+            let fields = result.schema.fields().iter();
+            fields.map(|f| f.name().clone()).collect()
+        });
         *self
             .vocabulary
             .write()
@@ -312,6 +366,7 @@ impl Session {
             tables,
             functions,
             queries,
+            result_columns,
         };
     }
 }

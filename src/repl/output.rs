@@ -13,6 +13,40 @@ use super::ReplError;
 /// Used when neither `repl.pager` nor `$PAGER` names a pager.
 const DEFAULT_PAGER: &str = "less -FRX";
 
+/// Whether a result taller than the terminal may go through the pager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paging {
+    WhenTall,
+    /// `\watch` redraws on its own: a pager would stop it until the user quits the pager.
+    Never,
+}
+
+/// The size of the terminal stdout writes to, in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TerminalSize {
+    pub columns: usize,
+    pub rows: usize,
+}
+
+impl TerminalSize {
+    /// What a terminal of unknown size (or a pipe) is taken to be.
+    pub const DEFAULT: Self = Self {
+        columns: 80,
+        rows: 24,
+    };
+
+    /// Stdout's terminal, if stdout is a terminal that knows its size.
+    pub fn of_stdout() -> Option<Self> {
+        // SAFETY: TIOCGWINSZ only writes a `winsize` into the struct it is given.
+        let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+        (ok && size.ws_row > 0 && size.ws_col > 0).then_some(Self {
+            columns: usize::from(size.ws_col),
+            rows: usize::from(size.ws_row),
+        })
+    }
+}
+
 pub struct Output {
     file: Option<(PathBuf, File, Format)>,
     pager: String,
@@ -60,11 +94,12 @@ impl Output {
         self.paging
     }
 
-    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ReplError> {
+    pub fn write(&mut self, bytes: &[u8], paging: Paging) -> Result<(), ReplError> {
         if let Some((path, file, _)) = &mut self.file {
             return file.write_all(bytes).map_err(|e| ReplError::io(path, e));
         }
-        if self.paging && taller_than_terminal(bytes) && page(&self.pager, bytes).is_ok() {
+        let may_page = self.paging && paging == Paging::WhenTall;
+        if may_page && taller_than_terminal(bytes) && page(&self.pager, bytes).is_ok() {
             return Ok(());
         }
         Ok(stdout().write_all(bytes)?)
@@ -77,15 +112,7 @@ fn taller_than_terminal(bytes: &[u8]) -> bool {
     }
     let lines = bytes.iter().filter(|&&b| b == b'\n').count();
     // Keep a line for the statistics and one for the next prompt.
-    terminal_rows().is_some_and(|rows| lines + 2 > rows)
-}
-
-/// The terminal's height, if stdout is a terminal that knows it.
-fn terminal_rows() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ only writes a `winsize` into the struct it is given.
-    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
-    (ok && size.ws_row > 0).then_some(size.ws_row as usize)
+    TerminalSize::of_stdout().is_some_and(|size| lines + 2 > size.rows)
 }
 
 /// Shows `bytes` in `pager` (a shell command line) and waits for the user to leave it.

@@ -6,7 +6,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor};
 
-use super::helper::{is_quit, ReplHelper, Styling};
+use super::helper::{is_quit, ReplHelper};
 use super::{lexer, one_line, Flow, ReplError, Session};
 
 const PROMPT: &str = "tweetlake> ";
@@ -14,7 +14,7 @@ const PROMPT: &str = "tweetlake> ";
 /// Reads and runs input until `\q`, `exit` or Ctrl-D. Errors are printed and the prompt returns;
 /// Ctrl-C clears the line being typed (and cancels a running query, see `execute`).
 pub async fn run(session: &mut Session, history: Option<&Path>) -> Result<(), ReplError> {
-    let mut editor = editor(session, Styling::detect())?;
+    let mut editor = editor(session)?;
     if let Some(path) = history {
         load_history(&mut editor, path);
     }
@@ -51,8 +51,9 @@ pub async fn run(session: &mut Session, history: Option<&Path>) -> Result<(), Re
     Ok(())
 }
 
-/// The line editor, completing from the session's vocabulary and coloured as `styling` says.
-fn editor(session: &Session, styling: Styling) -> Result<Editor<ReplHelper, FileHistory>, ReplError> {
+/// The line editor, completing from the session's vocabulary and coloured as the session says.
+fn editor(session: &Session) -> Result<Editor<ReplHelper, FileHistory>, ReplError> {
+    let styling = session.styling();
     let config = Config::builder()
         .completion_type(CompletionType::List)
         .auto_add_history(false)
