@@ -366,7 +366,9 @@ fn main() -> ExitCode {
         Err(error) if commands::stdout_closed(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", commands::one_line(&error));
-            ExitCode::FAILURE
+            // At once: clients still winding down in the background (a Kafka lookup waiting
+            // out its timeout) would otherwise log after the error, which must be the last line.
+            std::process::exit(1)
         }
     }
 }

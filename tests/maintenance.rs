@@ -414,3 +414,37 @@ async fn kill_9_during_compaction_or_vacuum_on_s3_leaves_every_row_once() {
     }
     lake.assert_holds_each_post_once(&posts).await;
 }
+
+/// The `files` column of the `bench --maintenance` row whose label starts with `label`.
+fn bench_files(text: &str, label: &str) -> usize {
+    let row = text
+        .lines()
+        .find(|line| line.starts_with(label))
+        .unwrap_or_else(|| panic!("no row {label:?}: {text}"));
+    row[52..]
+        .split_whitespace()
+        .next()
+        .and_then(|files| files.parse().ok())
+        .unwrap_or_else(|| panic!("no file count: {row}"))
+}
+
+#[test]
+fn bench_maintenance_reports_the_lakes_before_and_after_and_the_longest_pause() {
+    let project = Project::new();
+    let dir = project.path("bench");
+    let args = ["bench", "--maintenance", "--records", "300", "--batch", "30"];
+    let output = project.run(&[&args[..], &["--dir", dir.to_str().unwrap()]].concat(), &[]);
+    assert_success(&output);
+    let text = stdout(&output);
+    assert!(
+        text.contains("longest pause of ingestion for automatic maintenance: ")
+            && text.contains("bound: maintenance.max_pause, 2000 ms"),
+        "{text}"
+    );
+    let fragmented = bench_files(&text, "small batches ");
+    let vacuumed = bench_files(&text, "after maintain --retention 0s --force");
+    let reference = bench_files(&text, "one batch (reference)");
+    assert!(fragmented >= 40, "10 batches leave many files: {text}");
+    assert!(vacuumed < fragmented / 4, "maintain leaves few files: {text}");
+    assert!(vacuumed >= reference, "{text}");
+}

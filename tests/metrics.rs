@@ -439,11 +439,15 @@ async fn kafka_readiness_follows_the_assignment_and_lag_is_per_partition() {
         if answer.status == 200 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the remaining runner never took the partition: {}",
-            answer.body
-        );
+        if Instant::now() >= deadline {
+            sigterm(&other.process);
+            let output = other.process.wait();
+            panic!(
+                "the remaining runner never took the partition: {}; its log: {}",
+                answer.body,
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sigterm(&other.process);

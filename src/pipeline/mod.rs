@@ -77,6 +77,8 @@ pub struct RunSummary {
     pub batches: u64,
     pub input_rows: usize,
     pub dead_letters: usize,
+    /// The longest ingestion waited between two batches for automatic maintenance.
+    pub longest_maintenance_pause: Duration,
 }
 
 pub struct Pipeline<S: Source> {
@@ -189,7 +191,7 @@ impl<S: Source> Pipeline<S> {
                 if mode == RunMode::Once && self.source.assignment_generation() == generation {
                     break; // nothing more can be read below the snapshot
                 }
-                self.maintain(None, &mut stop).await;
+                summary.add_pause(self.maintain(None, &mut stop).await);
                 continue;
             }
             let ranges = with_idle_partitions(read.ranges, &positions);
@@ -197,7 +199,7 @@ impl<S: Source> Pipeline<S> {
                 Ok(Some(report)) => {
                     summary.add(&report);
                     positions = report_positions(&report);
-                    self.maintain(Some(&report), &mut stop).await;
+                    summary.add_pause(self.maintain(Some(&report), &mut stop).await);
                 }
                 Ok(None) => positions = self.resync_with_retry(&mut summary).await?,
                 // Planning failed (a batch that failed later has used up its retries): what the
@@ -214,10 +216,12 @@ impl<S: Source> Pipeline<S> {
 
     /// Runs the maintenance due after `batch` (or after an idle read), for at most
     /// `maintenance.max_pause`, and not past a stop request: a cancelled step is safe.
-    async fn maintain(&mut self, batch: Option<&BatchReport>, stop: &mut watch::Receiver<bool>) {
+    /// Returns how long ingestion waited for it.
+    async fn maintain(&mut self, batch: Option<&BatchReport>, stop: &mut watch::Receiver<bool>) -> Duration {
         let Some(maintenance) = &mut self.maintenance else {
-            return;
+            return Duration::ZERO;
         };
+        let started = Instant::now();
         let committed: Vec<String> = batch
             .iter()
             .flat_map(|report| &report.tables)
@@ -242,6 +246,7 @@ impl<S: Source> Pipeline<S> {
             },
             _ = stop.changed() => {}
         }
+        started.elapsed()
     }
 
     /// Plans and processes one new batch. `None`: another instance took over some of its
@@ -486,6 +491,10 @@ impl RunSummary {
         self.batches += 1;
         self.input_rows += report.input_rows;
         self.dead_letters += report.dead_letters;
+    }
+
+    fn add_pause(&mut self, pause: Duration) {
+        self.longest_maintenance_pause = self.longest_maintenance_pause.max(pause);
     }
 }
 

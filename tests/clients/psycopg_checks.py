@@ -20,7 +20,7 @@ TIMEOUT = 60
 
 
 def connect(port, autocommit=False, password=None, **options):
-    conninfo = f"host=127.0.0.1 port={port} user=grafana dbname=lake connect_timeout=10"
+    conninfo = f"host=127.0.0.1 port={port} user=grafana dbname=lake connect_timeout=30"
     if password is not None:
         conninfo += f" password={password}"
     return psycopg.connect(conninfo, autocommit=autocommit, **options)

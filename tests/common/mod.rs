@@ -692,5 +692,10 @@ pub fn interrupt(child: &Spawned) {
 pub fn error_line(output: &std::process::Output) -> String {
     assert!(!output.status.success(), "the run should fail");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    stderr.lines().last().unwrap_or_default().to_string()
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: "),
+        "the error is the last line: {stderr}"
+    );
+    last.to_string()
 }

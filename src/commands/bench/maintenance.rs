@@ -52,9 +52,9 @@ pub async fn bench_maintenance(records: usize, batch: usize, dir: &Path) -> anyh
     );
     let data: Arc<[u8]> = tweetlake::produce::synth::jsonl(Default::default(), records).into();
 
-    let (small, without) = ingest(&data, batch, Maintained::No, &dir.join("small")).await?;
-    let (auto, with) = ingest(&data, batch, Maintained::Yes, &dir.join("auto")).await?;
-    let (one, _) = ingest(&data, records, Maintained::No, &dir.join("one_batch")).await?;
+    let (small, without, _) = ingest(&data, batch, Maintained::No, &dir.join("small")).await?;
+    let (auto, with, longest_pause) = ingest(&data, batch, Maintained::Yes, &dir.join("auto")).await?;
+    let (one, _, _) = ingest(&data, records, Maintained::No, &dir.join("one_batch")).await?;
     writeln!(
         stdout(),
         "ingest of {records} posts in batches of {batch}: {:.1} s without maintenance, {:.1} s with automatic \
@@ -62,6 +62,12 @@ pub async fn bench_maintenance(records: usize, batch: usize, dir: &Path) -> anyh
         without.as_secs_f64(),
         with.as_secs_f64(),
         100.0 * (with.as_secs_f64() / without.as_secs_f64() - 1.0)
+    )?;
+    writeln!(
+        stdout(),
+        "longest pause of ingestion for automatic maintenance: {} ms (bound: maintenance.max_pause, {} ms)",
+        longest_pause.as_millis(),
+        Config::default().maintenance.max_pause.as_millis()
     )?;
 
     let mut rows = vec![
@@ -104,13 +110,14 @@ enum Maintained {
     No,
 }
 
-/// Runs the posts into a new lake at `dir` in batches of `batch`; returns the lake and the time.
+/// Runs the posts into a new lake at `dir` in batches of `batch`; returns the lake, the time
+/// and the longest pause for automatic maintenance.
 async fn ingest(
     data: &Arc<[u8]>,
     batch: usize,
     maintained: Maintained,
     dir: &Path,
-) -> anyhow::Result<(Lake, Duration)> {
+) -> anyhow::Result<(Lake, Duration, Duration)> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
     }
@@ -125,8 +132,12 @@ async fn ingest(
     let mut pipeline = config.build_pipeline(source, models)?;
     let (_stop, stopped) = watch::channel(false);
     let started = Instant::now();
-    pipeline.run(RunMode::Once, stopped).await?;
-    Ok((config.lake.open()?, started.elapsed()))
+    let summary = pipeline.run(RunMode::Once, stopped).await?;
+    Ok((
+        config.lake.open()?,
+        started.elapsed(),
+        summary.longest_maintenance_pause,
+    ))
 }
 
 async fn maintain(lake: &Lake, retention: Duration, check: RetentionCheck) -> anyhow::Result<()> {

@@ -144,6 +144,10 @@ impl Converter {
 
     /// What `frame` is; a new post comes converted.
     pub fn event(&self, frame: &[u8]) -> Event {
+        if let Err(e) = std::str::from_utf8(frame) {
+            let why = format!("not a Jetstream event: not UTF-8 text ({e})");
+            return Event::Malformed { why, time_us: None };
+        }
         let envelope: Envelope = match serde_json::from_slice(frame) {
             Ok(envelope) => envelope,
             Err(e) => {
@@ -555,6 +559,7 @@ mod tests {
             other => panic!("{other:?}"),
         };
         assert!(why(b"{not json").contains("not a Jetstream event"));
+        assert!(why(b"{\"kind\":\"commit\",\"did\":\"\xff\"}").contains("not UTF-8"));
         assert!(why(br#"{"time_us": 3}"#).contains("no `kind`"));
         let no_text = post_event(json!({"createdAt": "2026-05-25T14:23:28.757Z"}));
         assert!(
