@@ -11,6 +11,7 @@ use crate::dlq::{DeadLetters, DlqConfig};
 use crate::lake::LakeConfig;
 use crate::maintain::{AutoMaintenance, MaintenanceConfig, TableTarget};
 use crate::pipeline::{Pipeline, PipelineConfig, PipelineError};
+use crate::produce::bluesky::BlueskyConfig;
 use crate::produce::x::{Secret, XConfig};
 use crate::repl::ReplConfig;
 use crate::serve::ServeConfig;
@@ -50,6 +51,7 @@ pub struct Config {
     pub repl: ReplConfig,
     pub serve: ServeConfig,
     pub x: XConfig,
+    pub bluesky: BlueskyConfig,
     pub maintenance: MaintenanceConfig,
     pub metrics: MetricsConfig,
 }
@@ -143,6 +145,7 @@ impl Config {
         self.maintenance.validate().map_err(in_section("maintenance"))?;
         self.serve.validate().map_err(in_section("serve"))?;
         self.x.validate().map_err(in_section("x"))?;
+        self.bluesky.validate().map_err(in_section("bluesky"))?;
         self.metrics.validate().map_err(in_section("metrics"))
     }
 }
@@ -324,6 +327,34 @@ mod tests {
         assert!(err("[x]\napi_base = \"api.x.com\"\n").contains("x.api_base"));
         assert!(err("[x]\nidle_timeout = \"0s\"\n").contains("x.idle_timeout"));
         assert!(err("[x]\ntoken = \"t\"\n").contains("token"));
+        assert!(err("[x]\nbackfill_minutes = 6\n").contains("x.backfill_minutes"));
+        let ok = Config::from_toml_and_env("[x]\nbackfill_minutes = 5\n", "t.toml", env(&[])).unwrap();
+        assert_eq!(ok.x.backfill_minutes, 5);
+    }
+
+    #[test]
+    fn bluesky_keys_are_validated_by_name() {
+        let config = |toml: &str| Config::from_toml_and_env(toml, "t.toml", env(&[]));
+        let default = config("").unwrap().bluesky;
+        assert!(default
+            .jetstream_url
+            .contains("wantedCollections=app.bsky.feed.post"));
+        assert_eq!(default.unmatched, crate::produce::bluesky::Unmatched::Keep);
+        let err = |toml: &str| config(toml).unwrap_err().to_string();
+        assert!(err("[bluesky]\njetstream_url = \"https://x\"\n").contains("bluesky.jetstream_url"));
+        let cursor = err("[bluesky]\njetstream_url = \"wss://h/subscribe?cursor=5\"\n");
+        assert!(
+            cursor.contains("bluesky.jetstream_url") && cursor.contains("cursor"),
+            "{cursor}"
+        );
+        assert!(err("[bluesky]\njetstream_url = \"ws://h/s?compress=true\"\n").contains("compress"));
+        assert!(err("[bluesky]\nidle_timeout = \"0s\"\n").contains("bluesky.idle_timeout"));
+        assert!(err("[bluesky]\nunmatched = \"maybe\"\n").contains("bluesky.unmatched"));
+        let dropping = config("[bluesky]\nunmatched = \"drop\"\nrewind = \"10s\"\n")
+            .unwrap()
+            .bluesky;
+        assert_eq!(dropping.unmatched, crate::produce::bluesky::Unmatched::Drop);
+        assert_eq!(dropping.rewind, Duration::from_secs(10));
     }
 
     #[test]

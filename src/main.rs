@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tweetlake::config::Config;
 use tweetlake::pipeline::RunMode;
 use tweetlake::repl::Format;
 
@@ -101,7 +102,7 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// Produce X stream messages: from the X API, a file or the generator, to Kafka, a file or stdout.
+    /// Produce X stream messages: from the X API, Bluesky, a file or the generator, to Kafka, a file or stdout.
     Produce {
         #[command(subcommand)]
         what: Produce,
@@ -181,6 +182,17 @@ enum Produce {
         #[command(flatten)]
         kafka: KafkaArgs,
     },
+    /// Stream Bluesky's new posts from Jetstream ([bluesky]) as X v2 messages (platform
+    /// "bluesky", company rules from [x.companies] matched locally), resuming from the cursor
+    /// kept in bluesky.cursor_file; reconnects with backoff; Ctrl-C or SIGTERM flushes and exits.
+    Bluesky {
+        /// Resume at this Jetstream cursor (microseconds since the epoch) instead of the one in
+        /// bluesky.cursor_file.
+        #[arg(long, value_name = "MICROS")]
+        cursor: Option<i64>,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
     /// List the filtered-stream rules, or sync them with [x.companies] (--dry-run validates only).
     Rules {
         #[command(flatten)]
@@ -241,6 +253,7 @@ const QUIET_LOG: &str = "warn,deltalake_core::writer::stats=error,deltalake_core
 fn main() -> ExitCode {
     tweetlake::memory::limit_malloc_arenas();
     let cli = Cli::parse();
+    commands::install_tls_provider();
     commands::quiet_caught_upload_panics();
     // `test` prints its own report; the per-batch lines of its runs would only bury it.
     let default_log = match cli.command {
@@ -372,7 +385,7 @@ async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow
         }
         Ok(config)
     };
-    let target_config = |target: &TargetArgs| -> anyhow::Result<Option<tweetlake::config::Config>> {
+    let target_config = |target: &TargetArgs| -> anyhow::Result<Option<Config>> {
         if !target.kafka {
             return Ok(None);
         }
@@ -392,7 +405,7 @@ async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow
                 malformed_share,
                 ..Default::default()
             };
-            commands::synth(count, options, target_of(&target, &config), rate)
+            commands::synth(count, options, target_of(&target, config.as_ref()), rate)
         }
         Produce::Replay {
             file,
@@ -401,7 +414,13 @@ async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow
             target,
         } => {
             let config = target_config(&target)?;
-            commands::replay(&file, target_of(&target, &config), Pace { rate, repeat })
+            commands::replay(&file, target_of(&target, config.as_ref()), Pace { rate, repeat })
+        }
+        Produce::Bluesky { cursor, target } => {
+            // Always read: the [bluesky] section and [x.companies] apply whatever the target.
+            let config = kafka_config(&target.bootstrap_servers, &target.topic)?;
+            let to = target_of(&target, target.kafka.then_some(&config));
+            commands::produce_bluesky(&config, to, cursor).await
         }
         Produce::X { kafka } => {
             commands::produce_x(&kafka_config(&kafka.bootstrap_servers, &kafka.topic)?).await
@@ -417,10 +436,8 @@ async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow
     }
 }
 
-fn target_of<'a>(
-    args: &'a TargetArgs,
-    config: &'a Option<tweetlake::config::Config>,
-) -> commands::Target<'a> {
+/// Kafka when a config for it is given, else the file of `--output`, else stdout.
+fn target_of<'a>(args: &'a TargetArgs, config: Option<&'a Config>) -> commands::Target<'a> {
     match (config, &args.output) {
         (Some(config), _) => commands::Target::Kafka(config),
         (None, Some(path)) => commands::Target::File(path.as_path()),

@@ -5,15 +5,14 @@
 mod common;
 
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use common::kafka::{create_topic, read_records};
-use common::{kafka_bootstrap, unique_suffix, wait_bounded, Project};
+use common::{kafka_bootstrap, unique_suffix, wait_bounded, FakeClock, Project, START_SECS};
 use fake_x::{End, FakeX, Reply};
 use serde_json::json;
 use tweetlake::config::Config;
 use tweetlake::kafka::PublishError;
-use tweetlake::produce::x::backoff::Clock;
 use tweetlake::produce::x::publish::{Publish, StreamProducer, StreamSettings, StreamStats};
 use tweetlake::produce::x::XConfig;
 use tweetlake::produce::x::{rules, XApi, XError};
@@ -53,36 +52,6 @@ fn x_config(fake: &FakeX, extra: &str) -> XConfig {
     Config::from_toml_and_env(&toml, "test.toml", std::iter::empty())
         .unwrap()
         .x
-}
-
-/// A clock whose sleeps return at once and are recorded; `now` moves by each sleep.
-struct FakeClock {
-    now: Mutex<SystemTime>,
-    sleeps: Mutex<Vec<Duration>>,
-}
-
-/// Where the fake clock starts: a fixed time, so `x-rate-limit-reset` values are exact.
-const START_SECS: u64 = 1_800_000_000;
-
-impl FakeClock {
-    fn new() -> Self {
-        Self {
-            now: Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(START_SECS)),
-            sleeps: Mutex::default(),
-        }
-    }
-}
-
-impl Clock for &FakeClock {
-    fn now(&self) -> SystemTime {
-        *self.now.lock().unwrap()
-    }
-
-    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + Send {
-        self.sleeps.lock().unwrap().push(duration);
-        *self.now.lock().unwrap() += duration;
-        std::future::ready(())
-    }
 }
 
 /// Collects what the producer publishes.
@@ -166,6 +135,7 @@ async fn the_producer_follows_x_reconnect_policy_and_publishes_only_posts() {
         idle_timeout: Duration::from_millis(500),
         // Reports more often than the idle timeout must not keep a silent connection alive.
         report_interval: Duration::from_millis(100),
+        backfill_minutes: 0,
     };
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let producer = StreamProducer::new(&api, &collected, &clock, settings);
@@ -267,6 +237,74 @@ async fn the_producer_follows_x_reconnect_policy_and_publishes_only_posts() {
         }
         assert!(list("user.fields").contains(&"location".to_string()));
         assert!(list("place.fields").contains(&"country_code".to_string()));
+        assert!(
+            !query.iter().any(|(k, _)| k == "backfill_minutes"),
+            "no backfill unless asked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn backfill_minutes_goes_with_every_connection_and_a_refusal_names_the_key() {
+    let posts = posts();
+    let forbidden = r#"{"title":"Forbidden","detail":"Your access level does not include backfill_minutes","type":"about:blank","status":403}"#;
+    let fake = FakeX::start(vec![
+        Reply::Stream(vec![line(&posts[0])], End::Clean),
+        // The backfill of the reconnection sends post 0 again.
+        Reply::Stream(vec![line(&posts[0]), line(&posts[1])], End::Clean),
+        Reply::status(403, &[], forbidden),
+    ]);
+    let config = x_config(&fake, "backfill_minutes = 3\n");
+    let api = XApi::new(&config).unwrap();
+    let clock = FakeClock::new();
+    let collected = Collected {
+        messages: Mutex::default(),
+        count: tokio::sync::watch::Sender::new(0),
+    };
+    let settings = StreamSettings {
+        idle_timeout: Duration::from_millis(500),
+        report_interval: Duration::from_secs(30),
+        backfill_minutes: config.backfill_minutes,
+    };
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let producer = StreamProducer::new(&api, &collected, &clock, settings);
+    let error = tokio::time::timeout(WAIT, producer.run(stopped))
+        .await
+        .expect("the refusal ends the run")
+        .unwrap_err();
+    assert!(
+        matches!(error, XError::BackfillRefused { minutes: 3, .. }),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("HTTP 403") && text.contains("x.backfill_minutes = 3"),
+        "{text}"
+    );
+    let ids: Vec<String> = collected
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [id_of(&posts[0]), id_of(&posts[0]), id_of(&posts[1])],
+        "a backfilled post is published again: silver drops the copy"
+    );
+    let streams: Vec<_> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path() == fake_x::STREAM)
+        .collect();
+    assert_eq!(streams.len(), 3, "a 4xx is not retried");
+    for request in streams {
+        assert!(
+            request.query().contains(&("backfill_minutes".into(), "3".into())),
+            "{}",
+            request.target
+        );
     }
 }
 

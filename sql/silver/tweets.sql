@@ -3,6 +3,8 @@
 -- extract_*, sentiment, detect_lang, company_of, bbox_centroid) do the text and geo work.
 --
 -- id, created_at (timestamp, UTC), created_date (its UTC date: the partition)
+-- platform: where the post comes from, `x` or `bluesky` (the message's `platform`; X's
+--     messages have none: x)
 -- author_id, author_username, author_location, author_followers, author_tier:
 --     mega >= 1,000,000 followers, macro >= 100,000, micro >= 10,000, else nano; NULL when the
 --     follower count is missing. The thresholds live here only.
@@ -11,7 +13,9 @@
 -- clean_text: full_text without RT prefix, URLs and @mentions, entities decoded, spaces collapsed
 -- is_retweet, is_quote, is_reply and retweeted_id, quoted_id, replied_to_id (X attaches at
 --     most two references: a reply that quotes), conversation_id, in_reply_to_user_id
--- hashtags, cashtags, mentions: lower-cased, without sigil, distinct, from full_text
+-- hashtags, cashtags, mentions: lower-cased, without sigil, distinct, from full_text; a
+--     Bluesky post's mentions are its mention entities' handles (`alice.bsky.social`, which
+--     X's username rules would cut at the first dot)
 -- like_count, retweet_count, reply_count, quote_count, impression_count
 -- engagement (likes + retweets + replies + quotes) and engagement_tier: viral >= 10,000,
 --     high >= 1,000, medium >= 100, else low; NULL without metrics
@@ -36,6 +40,7 @@ WITH posts AS (
     SELECT
         _topic, _partition, _offset, _batch_id, _ingested_at,
         data['id'] AS id,
+        coalesce(platform, 'x') AS platform,
         data['created_at'] AS created_at,
         data['author_id'] AS author_id,
         data['lang'] AS lang,
@@ -44,6 +49,9 @@ WITH posts AS (
         data['note_tweet']['text'] IS NOT NULL AS is_long,
         data['conversation_id'] AS conversation_id,
         data['in_reply_to_user_id'] AS in_reply_to_user_id,
+        CASE platform
+            WHEN 'bluesky' THEN array_distinct(pluck(data['entities']['mentions'], 'username'))
+        END AS entity_mentions,
         CASE 'retweeted'
             WHEN data['referenced_tweets'][1]['type'] THEN data['referenced_tweets'][1]['id']
             WHEN data['referenced_tweets'][2]['type'] THEN data['referenced_tweets'][2]['id']
@@ -79,7 +87,7 @@ texts AS (
         clean_text(full_text) AS clean_text,
         extract_hashtags(full_text) AS hashtags,
         extract_cashtags(full_text) AS cashtags,
-        extract_mentions(full_text) AS mentions
+        coalesce(entity_mentions, extract_mentions(full_text)) AS mentions
     FROM deliveries
     WHERE previous_id IS DISTINCT FROM id
 ),
@@ -108,6 +116,7 @@ joined AS (
 )
 SELECT
     id,
+    platform,
     created_at,
     CAST(created_at AS DATE) AS created_date,
     author_id,

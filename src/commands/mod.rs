@@ -1,6 +1,7 @@
 //! The subcommands. This is the binary's edge: errors become `anyhow` with context here.
 
 mod bench;
+mod bluesky;
 mod demo;
 mod init;
 mod maintain;
@@ -26,6 +27,7 @@ use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{ModelSet, COMPANIES_FILE};
 
 pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
+pub use bluesky::produce_bluesky;
 pub use demo::demo;
 pub use init::{init, Existing};
 pub use maintain::{maintain, MaintainRequest};
@@ -47,6 +49,15 @@ pub fn init_logging(filter: &str) {
         .with_target(false)
         .compact()
         .init();
+}
+
+/// Picks the process's TLS crypto provider, once, before any TLS is used. rustls is built with
+/// both ring and aws-lc-rs here (by different dependencies), so it cannot pick one itself, and a
+/// client that asks for the process default (Jetstream's websocket) would panic. ring is what
+/// reqwest (the X API, S3) picks on its own.
+pub fn install_tls_provider() {
+    // An error means a provider is installed already: that one stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Keeps one known, harmless panic off the terminal: when a Parquet upload fails (a full disk,

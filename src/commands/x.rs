@@ -35,12 +35,20 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
     let settings = StreamSettings {
         idle_timeout: x.idle_timeout,
         report_interval: x.report_interval,
+        backfill_minutes: x.backfill_minutes,
     };
     tracing::info!(
         "x stream -> {} on {}",
         config.source.kafka.topic,
         config.source.kafka.connection.bootstrap_servers
     );
+    if x.backfill_minutes > 0 {
+        tracing::info!(
+            "x stream: asking for {} minutes of backfill on every connection: posts from before a \
+             reconnect arrive again (silver keeps one row per post)",
+            x.backfill_minutes
+        );
+    }
     let streamed = StreamProducer::new(&api, &publisher, SystemClock, settings)
         .run(stopped)
         .await;

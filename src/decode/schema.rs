@@ -3,6 +3,9 @@
 //! Declared, not inferred: every batch has the same columns whatever its posts happen to
 //! contain, so Delta tables never drift. Fields the X API adds later are ignored until they are
 //! declared here; fields a message omits (v2 omits nulls) decode as nulls.
+//!
+//! One field is tweetlake's own: `platform`, next to `data`, names where a post comes from
+//! (`bluesky` from `produce bluesky`). X never sends it: X's posts decode it as null.
 
 use std::sync::{Arc, OnceLock};
 
@@ -230,6 +233,7 @@ pub fn message_schema() -> SchemaRef {
                 ),
                 list_of_structs("matching_rules", vec![utf8("id"), utf8("tag")]),
                 list_of_structs("errors", problem_fields()),
+                utf8("platform"),
             ]))
         })
         .clone()

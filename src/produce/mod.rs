@@ -1,6 +1,9 @@
-//! Producers of X stream messages.
+//! Producers of X stream messages: the X API's filtered stream ([`x`]), Bluesky's Jetstream made
+//! X messages ([`bluesky`]), and the synthetic generator ([`synth`]).
 
+pub mod bluesky;
 pub mod synth;
+mod throughput;
 pub mod x;
 
 /// The post id of a stream message (`data.id`), used as the Kafka key so that every delivery

@@ -5,6 +5,10 @@
 //! writing, the sink reads those versions back: a range the table already holds is skipped, so
 //! re-running a batch after a crash never duplicates rows. Two instances racing to commit the same
 //! range conflict in Delta itself (a concurrent `txn` with the same app id), so at most one wins.
+//!
+//! Appends merge schemas: a column the rows have and the table lacks is added to the table
+//! (written before the column existed, its rows read NULL), so a lake outlives a new column of
+//! bronze or of a model.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use deltalake::datafusion::error::DataFusionError;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
+use deltalake::operations::write::SchemaMode;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
@@ -389,6 +394,9 @@ impl TableCommitter {
             _ => table
                 .write(batches)
                 .with_save_mode(SaveMode::Append)
+                // A column the batch has and the table lacks (bronze's `platform`, a model's new
+                // column) joins the table's schema, nullable: rows written before read NULL.
+                .with_schema_mode(SchemaMode::Merge)
                 .with_partition_columns(spec.partition_by.clone())
                 .with_writer_properties(writer_properties(&schema))
                 .with_commit_properties(properties)

@@ -18,6 +18,37 @@ use tweetlake::decode::{BatchContext, Decoded, MessageDecoder};
 use tweetlake::lake::Lake;
 use tweetlake::source::FileSource;
 
+/// A clock whose sleeps return at once and are recorded; `now` moves by each sleep: a stream
+/// producer's reconnect schedule, checked without waiting it out.
+pub struct FakeClock {
+    pub now: std::sync::Mutex<std::time::SystemTime>,
+    pub sleeps: std::sync::Mutex<Vec<Duration>>,
+}
+
+/// Where the fake clock starts: a fixed time, so `x-rate-limit-reset` values are exact.
+pub const START_SECS: u64 = 1_800_000_000;
+
+impl FakeClock {
+    pub fn new() -> Self {
+        Self {
+            now: std::sync::Mutex::new(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(START_SECS)),
+            sleeps: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl tweetlake::produce::x::backoff::Clock for &FakeClock {
+    fn now(&self) -> std::time::SystemTime {
+        *self.now.lock().unwrap()
+    }
+
+    fn sleep(&self, duration: Duration) -> impl std::future::Future<Output = ()> + Send {
+        self.sleeps.lock().unwrap().push(duration);
+        *self.now.lock().unwrap() += duration;
+        std::future::ready(())
+    }
+}
+
 /// Every child process gets this long before the test fails.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 

@@ -1,5 +1,6 @@
 //! X's reconnect policy for the filtered stream (`handling-disconnections` in X's docs), and the
-//! clock it waits on, so tests can check the schedule without waiting it out.
+//! clock it waits on, so tests can check the schedule without waiting it out. `produce bluesky`
+//! reconnects to Jetstream by the same policy (Jetstream documents none of its own).
 //!
 //! After an established connection drops, reconnect at once. When an attempt then fails:
 //! network errors back off linearly (+250 ms per attempt, up to 16 s), HTTP errors
@@ -71,6 +72,19 @@ impl Backoff {
                 }
             }
         }
+    }
+
+    /// [`Self::after`], logged for the stream named `stream`: at the policy's ceiling as an error
+    /// (X recommends alerting on it), else as a warning.
+    pub fn after_logged(&mut self, failure: Failure, now: SystemTime, stream: &str, why: &str) -> Wait {
+        let wait = self.after(failure, now);
+        let delay = wait.delay;
+        if wait.at_max {
+            tracing::error!("{stream}: {why}; reconnect backoff at its maximum, retrying in {delay:?}");
+        } else {
+            tracing::warn!("{stream}: {why}; retrying in {delay:?}");
+        }
+        wait
     }
 }
 

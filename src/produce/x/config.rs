@@ -8,6 +8,9 @@ use serde::Deserialize;
 pub use crate::settings::Secret;
 use crate::settings::{duration_text, InvalidSetting};
 
+/// The most minutes of backfill X accepts.
+pub const MAX_BACKFILL_MINUTES: u8 = 5;
+
 /// `tweetlake produce x` and `produce rules`: the X API v2 filtered stream and its rules.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -27,6 +30,10 @@ pub struct XConfig {
     pub max_rule_length: usize,
     /// Operators appended to every company rule, e.g. `-is:retweet lang:en`; empty: none.
     pub rule_filter: String,
+    /// Minutes of posts X sends again on every connection (`backfill_minutes`, 0-5), to cover
+    /// a disconnection: posts received before it arrive twice. Only some access levels
+    /// (Enterprise) have it; 0 is off.
+    pub backfill_minutes: u8,
     /// The companies to follow, by company id: each becomes rules tagged `company:<ID>`.
     pub companies: BTreeMap<String, CompanyTerms>,
 }
@@ -40,6 +47,7 @@ impl Default for XConfig {
             report_interval: Duration::from_secs(30),
             max_rule_length: 1024,
             rule_filter: String::new(),
+            backfill_minutes: 0,
             companies: BTreeMap::new(),
         }
     }
@@ -69,6 +77,10 @@ impl XConfig {
         }
         if self.report_interval.is_zero() {
             return Err(InvalidSetting::new("report_interval", "must be above 0"));
+        }
+        if self.backfill_minutes > MAX_BACKFILL_MINUTES {
+            let message = format!("must be 0 to {MAX_BACKFILL_MINUTES} (X's limit)");
+            return Err(InvalidSetting::new("backfill_minutes", message));
         }
         super::rules::company_rules(self).map_err(|e| InvalidSetting::new(e.key(), e.to_string()))?;
         Ok(())

@@ -1,8 +1,10 @@
 //! The X API v2 filtered stream: [`rules`] from the config, the [`stream`] connection, the
 //! [`backoff`] policy between attempts, and the loop that [`publish`]es each post to Kafka.
+//! [`matching`] applies the same rules locally, for posts that do not come from X.
 
 pub mod backoff;
 mod config;
+pub mod matching;
 pub mod publish;
 pub mod rules;
 pub mod stream;
@@ -48,6 +50,8 @@ pub enum XError {
     },
     #[error("{what}: unexpected response: {message}")]
     Response { what: &'static str, message: String },
+    #[error("{source}; x.backfill_minutes = {minutes} is set: backfill needs an access level that has it (Enterprise), else set it to 0")]
+    BackfillRefused { minutes: u8, source: Box<XError> },
     #[error("X rejected the rules ({summary}): {errors}")]
     RulesRejected { summary: String, errors: String },
     #[error(transparent)]

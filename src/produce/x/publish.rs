@@ -1,7 +1,7 @@
 //! The producer loop: keep one stream connection open, publish every post as it arrives, and
 //! reconnect after drops as [`backoff`](super::backoff) prescribes, until told to stop.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::sync::watch;
@@ -10,6 +10,7 @@ use super::backoff::{Backoff, Clock, Failure, Wait};
 use super::stream::{self, ConnectError, Connection, Ended, Event};
 use super::{XApi, XError};
 use crate::kafka::{KafkaPublisher, PublishError};
+use crate::produce::throughput::Throughput;
 
 /// Where posts go: Kafka in production, a list in tests.
 pub trait Publish {
@@ -61,6 +62,8 @@ pub struct StreamStats {
 pub struct StreamSettings {
     pub idle_timeout: Duration,
     pub report_interval: Duration,
+    /// `x.backfill_minutes`, sent on every connection; 0 is none.
+    pub backfill_minutes: u8,
 }
 
 /// What ended a connection that had been opened.
@@ -85,7 +88,7 @@ pub struct StreamProducer<'a, C, P> {
     settings: StreamSettings,
     backoff: Backoff,
     stats: StreamStats,
-    report: Report,
+    report: Throughput,
 }
 
 impl<'a, C: Clock, P: Publish> StreamProducer<'a, C, P> {
@@ -98,7 +101,7 @@ impl<'a, C: Clock, P: Publish> StreamProducer<'a, C, P> {
             settings,
             backoff: Backoff::default(),
             stats: StreamStats::default(),
-            report: Report::new(settings.report_interval),
+            report: Throughput::new(settings.report_interval),
         }
     }
 
@@ -122,20 +125,17 @@ impl<'a, C: Clock, P: Publish> StreamProducer<'a, C, P> {
 
     fn wait_after(&mut self, failure: Failure, why: &str) -> Duration {
         self.stats.failed_attempts += 1;
-        let Wait { delay, at_max } = self.backoff.after(failure, self.clock.now());
-        if at_max {
-            self.stats.backoff_at_max += 1;
-            tracing::error!("x stream: {why}; reconnect backoff at its maximum, retrying in {delay:?}");
-        } else {
-            tracing::warn!("x stream: {why}; retrying in {delay:?}");
-        }
+        let Wait { delay, at_max } = self
+            .backoff
+            .after_logged(failure, self.clock.now(), "x stream", why);
+        self.stats.backoff_at_max += u64::from(at_max);
         delay
     }
 
     /// One connection, from the request to its end.
     async fn attempt(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Outcome, XError> {
         let connected = tokio::select! {
-            connected = stream::connect(self.api, self.settings.idle_timeout) => connected,
+            connected = stream::connect(self.api, &self.settings) => connected,
             _ = stop.wait_for(|stop| *stop) => return Ok(Outcome::Stopped),
         };
         match connected {
@@ -156,9 +156,25 @@ impl<'a, C: Clock, P: Publish> StreamProducer<'a, C, P> {
                     status if status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT => {
                         Ok(Outcome::Failed(Failure::Http, why))
                     }
-                    _ => Err(failure.into_error("connect to the filtered stream")),
+                    _ => Err(self.refused(failure)),
                 }
             }
+        }
+    }
+
+    /// The error for a connection X refused for good. With backfill asked for, a 400 or 403 may
+    /// be about it: the error says so.
+    fn refused(&self, failure: super::HttpFailure) -> XError {
+        let minutes = self.settings.backfill_minutes;
+        let maybe_backfill =
+            minutes > 0 && [StatusCode::BAD_REQUEST, StatusCode::FORBIDDEN].contains(&failure.status);
+        let error = failure.into_error("connect to the filtered stream");
+        if !maybe_backfill {
+            return error;
+        }
+        XError::BackfillRefused {
+            minutes,
+            source: Box::new(error),
         }
     }
 
@@ -174,7 +190,7 @@ impl<'a, C: Clock, P: Publish> StreamProducer<'a, C, P> {
                 event = connection.next() => event,
                 _ = stop.wait_for(|stop| *stop) => return Ok(Outcome::Stopped),
                 _ = self.report.tick.tick() => {
-                    self.report.log(&self.stats, self.publisher.delivered());
+                    report(&mut self.report, &self.stats, self.publisher.delivered());
                     continue;
                 }
             };
@@ -252,44 +268,21 @@ impl<'a, C: Clock, P: Publish> StreamProducer<'a, C, P> {
 }
 
 /// Periodic throughput lines.
-struct Report {
-    tick: tokio::time::Interval,
-    started: Instant,
-    last: Instant,
-    last_posts: u64,
-}
-
-impl Report {
-    fn new(every: Duration) -> Self {
-        let now = Instant::now();
-        Self {
-            tick: tokio::time::interval_at((now + every).into(), every),
-            started: now,
-            last: now,
-            last_posts: 0,
-        }
-    }
-
-    fn log(&mut self, stats: &StreamStats, delivered: u64) {
-        let now = Instant::now();
-        let recent = (stats.posts - self.last_posts) as f64 / (now - self.last).as_secs_f64();
-        let overall = stats.posts as f64 / (now - self.started).as_secs_f64();
-        tracing::info!(
-            "x stream: {} posts ({recent:.1}/s now, {overall:.1}/s overall, {:.1} MB), {delivered} delivered; \
-             {} keep-alives, {} connections, {} failed attempts ({} at max backoff), {} disconnect messages, \
-             {} error messages, {} malformed, {} cut off",
-            stats.posts,
-            stats.bytes as f64 / 1e6,
-            stats.keep_alives,
-            stats.connections,
-            stats.failed_attempts,
-            stats.backoff_at_max,
-            stats.disconnect_messages,
-            stats.errors,
-            stats.malformed,
-            stats.partial_messages
-        );
-        self.last = now;
-        self.last_posts = stats.posts;
-    }
+fn report(throughput: &mut Throughput, stats: &StreamStats, delivered: u64) {
+    let (recent, overall) = throughput.rates(stats.posts);
+    tracing::info!(
+        "x stream: {} posts ({recent:.1}/s now, {overall:.1}/s overall, {:.1} MB), {delivered} delivered; \
+         {} keep-alives, {} connections, {} failed attempts ({} at max backoff), {} disconnect messages, \
+         {} error messages, {} malformed, {} cut off",
+        stats.posts,
+        stats.bytes as f64 / 1e6,
+        stats.keep_alives,
+        stats.connections,
+        stats.failed_attempts,
+        stats.backoff_at_max,
+        stats.disconnect_messages,
+        stats.errors,
+        stats.malformed,
+        stats.partial_messages
+    );
 }

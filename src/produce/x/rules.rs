@@ -74,9 +74,60 @@ impl RuleConfigError {
     }
 }
 
-/// The rules the config asks for, in company order.
-pub fn company_rules(config: &XConfig) -> Result<Vec<RuleSpec>, RuleConfigError> {
-    let mut rules = Vec::new();
+/// One term of a rule: any of a company's terms matches its posts (they are joined with OR).
+/// Displayed in rule syntax: `$AAPL`, `#iphone`, `apple`, `"vision pro"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Term {
+    /// `$AAPL`: the post has this cashtag.
+    Cashtag(String),
+    /// `#iphone`: the post has exactly this hashtag.
+    Hashtag(String),
+    /// `apple`: a word of the post's text.
+    Keyword(String),
+    /// `"vision pro"`: these words in a row in the post's text.
+    Phrase(String),
+}
+
+impl std::fmt::Display for Term {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cashtag(symbol) => write!(f, "${symbol}"),
+            Self::Hashtag(symbol) => write!(f, "#{symbol}"),
+            Self::Keyword(word) => f.write_str(word),
+            Self::Phrase(phrase) => write!(f, "\"{phrase}\""),
+        }
+    }
+}
+
+impl Term {
+    /// A term written in rule syntax, as [`Display`](std::fmt::Display) writes it; `None` for
+    /// anything else (an operator such as `from:x` or `lang:en`, a group, `OR`).
+    pub fn parse(text: &str) -> Option<Self> {
+        if let Some(phrase) = text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+            let valid = !phrase.trim().is_empty() && !phrase.contains('"');
+            return valid.then(|| Self::Phrase(phrase.to_string()));
+        }
+        match text.chars().next()? {
+            '$' => symbol(text, '$', "._").map(|s| Self::Cashtag(s.to_string())),
+            '#' => symbol(text, '#', "").map(|s| Self::Hashtag(s.to_string())),
+            _ if is_word(text) && !["OR", "AND"].contains(&text) => Some(Self::Keyword(text.to_string())),
+            _ => None,
+        }
+    }
+}
+
+/// A company of `[x.companies]` and its terms, ready to be rules or matched locally.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompanyRule {
+    pub company: String,
+    /// `company:<ID>`: the tag of its rules.
+    pub tag: String,
+    pub terms: Vec<Term>,
+}
+
+/// Every company of the config with its terms, in company order.
+pub fn company_terms(config: &XConfig) -> Result<Vec<CompanyRule>, RuleConfigError> {
+    let mut companies = Vec::new();
     for (company, terms) in &config.companies {
         if company.is_empty()
             || !company
@@ -87,9 +138,21 @@ pub fn company_rules(config: &XConfig) -> Result<Vec<RuleSpec>, RuleConfigError>
                 company: company.clone(),
             });
         }
-        let terms = rule_terms(company, terms)?;
-        let tag = format!("{TAG_PREFIX}{company}");
-        for value in pack(company, terms, &config.rule_filter, config.max_rule_length)? {
+        companies.push(CompanyRule {
+            company: company.clone(),
+            tag: format!("{TAG_PREFIX}{company}"),
+            terms: rule_terms(company, terms)?,
+        });
+    }
+    Ok(companies)
+}
+
+/// The rules the config asks for, in company order.
+pub fn company_rules(config: &XConfig) -> Result<Vec<RuleSpec>, RuleConfigError> {
+    let mut rules = Vec::new();
+    for CompanyRule { company, tag, terms } in company_terms(config)? {
+        let terms = terms.iter().map(Term::to_string).collect();
+        for value in pack(&company, terms, &config.rule_filter, config.max_rule_length)? {
             rules.push(RuleSpec {
                 value,
                 tag: tag.clone(),
@@ -99,8 +162,8 @@ pub fn company_rules(config: &XConfig) -> Result<Vec<RuleSpec>, RuleConfigError>
     Ok(rules)
 }
 
-/// Each term in rule syntax: `$AAPL`, `#iphone`, `apple`, `"vision pro"`.
-fn rule_terms(company: &str, terms: &CompanyTerms) -> Result<Vec<String>, RuleConfigError> {
+/// A company's terms as the config lists them: cashtags, hashtags, then keywords and phrases.
+fn rule_terms(company: &str, terms: &CompanyTerms) -> Result<Vec<Term>, RuleConfigError> {
     let invalid = |list, term: &str, reason| RuleConfigError::Term {
         company: company.to_string(),
         list,
@@ -116,7 +179,7 @@ fn rule_terms(company: &str, terms: &CompanyTerms) -> Result<Vec<String>, RuleCo
                 "a cashtag is letters, digits, '_' and '.' (the `$` is optional)",
             )
         })?;
-        out.push(format!("${symbol}"));
+        out.push(Term::Cashtag(symbol.to_string()));
     }
     for raw in &terms.hashtags {
         let symbol = symbol(raw, '#', "").ok_or_else(|| {
@@ -126,7 +189,7 @@ fn rule_terms(company: &str, terms: &CompanyTerms) -> Result<Vec<String>, RuleCo
                 "a hashtag is letters, digits and '_' (the `#` is optional)",
             )
         })?;
-        out.push(format!("#{symbol}"));
+        out.push(Term::Hashtag(symbol.to_string()));
     }
     for raw in &terms.keywords {
         let keyword = raw.trim();
@@ -134,10 +197,10 @@ fn rule_terms(company: &str, terms: &CompanyTerms) -> Result<Vec<String>, RuleCo
             return Err(invalid("keywords", raw, "a keyword is not empty and has no `\"`"));
         }
         out.push(if is_word(keyword) && !["OR", "AND"].contains(&keyword) {
-            keyword.to_string()
+            Term::Keyword(keyword.to_string())
         } else {
             // A phrase, or a word X would read as an operator (`from:x`, `-x`, `OR`): matched exactly.
-            format!("\"{keyword}\"")
+            Term::Phrase(keyword.to_string())
         });
     }
     if out.is_empty() {
@@ -160,7 +223,8 @@ fn is_word(text: &str) -> bool {
     text.chars().all(is_word_char)
 }
 
-fn is_word_char(c: char) -> bool {
+/// What a word of the rule language is made of: letters, digits and `_`.
+pub fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
 
@@ -381,6 +445,21 @@ mod tests {
                 ("company:BRK".into(), "$BRK.B".into())
             ]
         );
+    }
+
+    #[test]
+    fn terms_read_back_as_they_are_written_and_operators_are_no_terms() {
+        let x = config(
+            "[x.companies.A]\ncashtags = [\"BRK.B\"]\nhashtags = [\"#apple\"]\n\
+             keywords = [\"tim_cook\", \"vision pro\", \"from:apple\"]\n",
+        );
+        let terms = &company_terms(&x).unwrap()[0].terms;
+        for term in terms {
+            assert_eq!(Term::parse(&term.to_string()).as_ref(), Some(term));
+        }
+        for operator in ["from:apple", "lang:en", "(a", "OR", "$", "#", "\"\"", "-x"] {
+            assert_eq!(Term::parse(operator), None, "{operator}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::publish::StreamSettings;
 use super::{HttpFailure, Problem, XApi};
 use crate::produce::post_id;
 
@@ -104,9 +105,17 @@ pub struct Connection {
     deadline: Instant,
 }
 
-/// Opens the stream; waits at most `idle` for the response headers.
-pub async fn connect(api: &XApi, idle: Duration) -> Result<Connection, ConnectError> {
-    let request = api.request(Method::GET, STREAM_PATH).query(QUERY);
+/// The query parameter asking X to send the posts of the last minutes again.
+pub const BACKFILL_PARAMETER: &str = "backfill_minutes";
+
+/// Opens the stream, asking for `backfill_minutes` when above 0; waits at most the idle timeout
+/// for the response headers.
+pub async fn connect(api: &XApi, settings: &StreamSettings) -> Result<Connection, ConnectError> {
+    let idle = settings.idle_timeout;
+    let mut request = api.request(Method::GET, STREAM_PATH).query(QUERY);
+    if settings.backfill_minutes > 0 {
+        request = request.query(&[(BACKFILL_PARAMETER, settings.backfill_minutes)]);
+    }
     let response = match tokio::time::timeout(idle, request.send()).await {
         Err(_) => return Err(ConnectError::Network(format!("no response within {idle:?}"))),
         Ok(Err(error)) => return Err(ConnectError::Network(super::error_chain(&error))),

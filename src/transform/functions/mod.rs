@@ -34,6 +34,7 @@ use deltalake::datafusion::logical_expr::ScalarUDF;
 use deltalake::datafusion::prelude::SessionContext;
 
 pub use company::{CompanyMap, CompanyMapError};
+pub use text::{tags_in, TextTags};
 
 /// Registers every tweet function in `ctx`; `company_of` uses `companies`.
 pub fn register_all(ctx: &SessionContext, companies: &CompanyMap) {

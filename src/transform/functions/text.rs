@@ -92,6 +92,41 @@ pub(super) fn extract_urls() -> ScalarUDF {
     extractor("extract_urls", Kind::Url)
 }
 
+/// The hashtags and cashtags written in a text: what `extract_hashtags` and `extract_cashtags`
+/// return, for Rust callers (the Bluesky producer matches rules on them).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TextTags {
+    pub hashtags: Vec<String>,
+    pub cashtags: Vec<String>,
+}
+
+/// The distinct hashtags and cashtags of `text`, lower-cased, without sigil, in order of first
+/// appearance.
+pub fn tags_in(text: &str) -> TextTags {
+    let mut decoded = String::new();
+    let mut tags = TextTags::default();
+    for piece in pieces(decode_entities(text, &mut decoded)) {
+        let (list, value) = match piece {
+            Piece::Entity {
+                kind: Kind::Hashtag,
+                value,
+                ..
+            } => (&mut tags.hashtags, value),
+            Piece::Entity {
+                kind: Kind::Cashtag,
+                value,
+                ..
+            } => (&mut tags.cashtags, value),
+            _ => continue,
+        };
+        let value = value.to_lowercase();
+        if !list.contains(&value) {
+            list.push(value);
+        }
+    }
+    tags
+}
+
 fn extractor(name: &'static str, wanted: Kind) -> ScalarUDF {
     udf(
         name,
@@ -508,6 +543,18 @@ mod tests {
             ]
         );
         assert!(entities("$100 $5B $TOOLONG US$5 $ $AAPL1 $日本").is_empty());
+    }
+
+    #[test]
+    fn tags_in_a_text_are_what_the_extractors_find() {
+        assert_eq!(
+            tags_in("#Apple &amp; $AAPL, #apple again, $brk.b, me@x.com #100"),
+            TextTags {
+                hashtags: vec!["apple".into()],
+                cashtags: vec!["aapl".into(), "brk.b".into()],
+            }
+        );
+        assert_eq!(tags_in(""), TextTags::default());
     }
 
     #[test]
