@@ -25,6 +25,7 @@ use tweetlake::stdout::{stdout, StdoutError};
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{ModelSet, COMPANIES_FILE};
 
+pub use bench::bench_decode;
 pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
 pub use demo::demo;
 pub use init::{init, Existing};
