@@ -28,7 +28,10 @@ pub async fn bench_decode(records: Option<usize>, malformed_share: Option<f64>) 
         batch_id: 0,
         planned_at_micros: 0,
     };
-    let dead_letters = decoder.decode_parallel(&malformed, context)?.dead_letters.num_rows();
+    let dead_letters = decoder
+        .decode_parallel(&malformed, context)?
+        .dead_letters
+        .num_rows();
     let mut times = [Vec::new(), Vec::new()];
     for _ in 0..ROUNDS {
         for (batch, times) in [&clean, &malformed].into_iter().zip(&mut times) {
@@ -49,7 +52,11 @@ pub async fn bench_decode(records: Option<usize>, malformed_share: Option<f64>) 
         "{records} posts per batch; {dead_letters} dead letters at {:.1}% malformed; {ROUNDS} rounds, alternating",
         100.0 * malformed_share
     )?;
-    writeln!(out, "{:<12} {:>10} {:>10} {:>12}", "batch", "median ms", "min ms", "records/s")?;
+    writeln!(
+        out,
+        "{:<12} {:>10} {:>10} {:>12}",
+        "batch", "median ms", "min ms", "records/s"
+    )?;
     for (name, times) in ["clean", "malformed"].into_iter().zip(times) {
         let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
         let median = median(times);
@@ -65,7 +72,11 @@ pub async fn bench_decode(records: Option<usize>, malformed_share: Option<f64>) 
         out,
         "malformed / clean: {:.2} (median of the rounds' ratios; per round {})",
         median(ratios.clone()),
-        ratios.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(" ")
+        ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     )?;
     Ok(())
 }
