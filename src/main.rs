@@ -141,6 +141,14 @@ enum Command {
         /// maintenance costs the ingest rate.
         #[arg(long, conflicts_with_all = ["kafka", "functions"])]
         maintenance: bool,
+        /// Measure decoding instead: a batch of --records posts [default: 22,000] clean against
+        /// one with --malformed-share bad records, timed alternately, and arrow-json against a
+        /// SIMD JSON parser.
+        #[arg(long, conflicts_with_all = ["kafka", "functions", "maintenance"])]
+        decode: bool,
+        /// Share of malformed records in the decode benchmark's second batch [default: 0.01].
+        #[arg(long, requires = "decode")]
+        malformed_share: Option<f64>,
     },
 }
 
@@ -330,6 +338,12 @@ fn main() -> ExitCode {
                 functions: true,
                 ..
             } => commands::bench_functions(records.unwrap_or(BENCH_RECORDS)).await,
+            Command::Bench {
+                records,
+                decode: true,
+                malformed_share,
+                ..
+            } => commands::bench_decode(records, malformed_share).await,
             Command::Bench {
                 records,
                 batch,

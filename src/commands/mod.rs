@@ -26,6 +26,7 @@ use tweetlake::stdout::{stdout, StdoutError};
 use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{ModelSet, COMPANIES_FILE};
 
+pub use bench::bench_decode;
 pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
 pub use bluesky::produce_bluesky;
 pub use demo::demo;

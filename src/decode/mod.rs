@@ -1,10 +1,11 @@
 //! Raw message bytes to Arrow: the bronze batch of decoded posts and the dead letters.
 //!
-//! The hot path is one arrow-json tape pass over the whole batch and one columnar flush. Only
-//! when that fails does the decoder isolate the offending records, so one bad record costs its
-//! own isolation, never the batch.
+//! The hot path is one arrow-json tape pass over the whole batch and one columnar flush. A
+//! [`screen`] pass first sets aside the records arrow-json could reject and has each judged
+//! alone, so one bad record costs its own isolation, never the batch.
 
 pub mod schema;
+mod screen;
 
 use std::sync::{Arc, OnceLock};
 
@@ -18,6 +19,7 @@ use deltalake::arrow::error::ArrowError;
 
 use crate::source::{columns, raw_schema};
 pub use schema::message_schema;
+use screen::{screen, Screen};
 
 /// Records per flush when isolating a type error: small enough to re-decode cheaply.
 const ISOLATION_CHUNK: usize = 256;
@@ -118,7 +120,12 @@ impl MessageDecoder {
             .column_by_name(columns::VALUE)
             .expect("raw batch has a value column")
             .as_binary::<i32>();
-        let mut verdicts: Verdicts = (0..values.len()).map(|i| self.precheck(values, i)).collect();
+        let mut verdicts: Verdicts = (0..values.len())
+            .map(|i| {
+                self.precheck(values, i)
+                    .or_else(|| screened_verdict(values.value(i)))
+            })
+            .collect();
         let messages = decode_messages(values, &mut verdicts)?;
         let messages = reject_non_posts(messages, &mut verdicts)?;
         let (good, bad): (Vec<u32>, Vec<u32>) =
@@ -189,19 +196,7 @@ fn tape_pass(
     let mut decoder = new_json_decoder(rows.len());
     let mut clean = true;
     for &i in rows {
-        let before = decoder.len();
-        let fed = decoder
-            .decode(values.value(i))
-            .and_then(|_| decoder.decode(b"\n"));
-        let verdict = match fed {
-            Err(e) => Some(format!("invalid JSON: {e}")),
-            Ok(_) if decoder.has_partial_record() => Some("invalid JSON: truncated message".into()),
-            Ok(_) if decoder.len() != before + 1 => {
-                Some("invalid JSON: expected one object per message, found several".into())
-            }
-            Ok(_) => None,
-        };
-        if let Some(reason) = verdict {
+        if let Some(reason) = feed(&mut decoder, values.value(i)) {
             verdicts[i] = Some(reason);
             clean = false;
             decoder = new_json_decoder(rows.len());
@@ -210,8 +205,44 @@ fn tape_pass(
     clean.then_some(decoder)
 }
 
-/// A flush failed: a value has the wrong type. Re-flush in chunks, then record by record
-/// inside the failing chunks, to name each offender.
+/// Feeds one record to `decoder`, which is at a record boundary: why it is not exactly one
+/// JSON value, if it is not. The reason depends on the record alone, not on what was fed
+/// before it.
+fn feed(decoder: &mut arrow_json::reader::Decoder, message: &[u8]) -> Option<String> {
+    let before = decoder.len();
+    let fed = decoder.decode(message).and_then(|_| decoder.decode(b"\n"));
+    match fed {
+        Err(e) => Some(format!("invalid JSON: {e}")),
+        Ok(_) if decoder.has_partial_record() => Some("invalid JSON: truncated message".into()),
+        Ok(_) if decoder.len() != before + 1 => {
+            Some("invalid JSON: expected one object per message, found several".into())
+        }
+        Ok(_) => None,
+    }
+}
+
+/// A record the screen passes is decoded with the batch; a suspect is judged alone first.
+fn screened_verdict(message: &[u8]) -> Option<String> {
+    match screen(message) {
+        Screen::Clean => None,
+        Screen::Suspect => verdict_alone(message),
+    }
+}
+
+/// Why arrow-json rejects `message` decoded on its own, if it does: the same reason a batch
+/// pass gives it, syntax first, then types.
+fn verdict_alone(message: &[u8]) -> Option<String> {
+    // Room for a second record, so a message holding several is caught at the second.
+    let mut decoder = new_json_decoder(2);
+    feed(&mut decoder, message).or_else(|| decoder.flush().err().map(wrong_type))
+}
+
+fn wrong_type(e: ArrowError) -> String {
+    format!("wrong type: {e}")
+}
+
+/// A flush failed although the screen passed every record: a value has the wrong type. Re-flush
+/// in chunks, then record by record inside the failing chunks, to name each offender.
 fn isolate_type_errors(
     values: &BinaryArray,
     rows: &[usize],
@@ -224,8 +255,8 @@ fn isolate_type_errors(
             continue;
         }
         for &i in chunk {
-            if let Some(e) = flush_error(values, &[i]) {
-                verdicts[i] = Some(format!("wrong type: {e}"));
+            if let Some(reason) = verdict_alone(values.value(i)) {
+                verdicts[i] = Some(reason);
                 found = true;
             }
         }
@@ -397,3 +428,6 @@ fn dead_letter_batch(
     arrays.push(take(values, &UInt32Array::from(bad.to_vec()), None)?);
     RecordBatch::try_new(dead_letter_schema(), arrays)
 }
+
+#[cfg(test)]
+mod tests;

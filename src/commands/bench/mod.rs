@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio::sync::watch;
 
+mod decode;
 mod maintenance;
 
 use tweetlake::config::Config;
@@ -17,6 +18,7 @@ use tweetlake::sink::DeltaSink;
 use tweetlake::source::{FileSource, KafkaSource, Positions, ReadLimits, Source};
 use tweetlake::stdout::stdout;
 
+pub use decode::bench_decode;
 pub use maintenance::bench_maintenance;
 
 /// Throughput of one stage over the whole data set.
