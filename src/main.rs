@@ -142,8 +142,7 @@ enum Command {
         #[arg(long, conflicts_with_all = ["kafka", "functions"])]
         maintenance: bool,
         /// Measure decoding instead: a batch of --records posts [default: 22,000] clean against
-        /// one with --malformed-share bad records, timed alternately, and arrow-json against a
-        /// SIMD JSON parser.
+        /// one with --malformed-share bad records, timed alternately.
         #[arg(long, conflicts_with_all = ["kafka", "functions", "maintenance"])]
         decode: bool,
         /// Share of malformed records in the decode benchmark's second batch [default: 0.01].
