@@ -6,7 +6,6 @@ use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::Int64Type;
 
 use super::*;
-use crate::produce::synth::{Synth, SynthOptions};
 use crate::source::RawBatchBuilder;
 
 const CONTEXT: BatchContext = BatchContext {
@@ -52,9 +51,18 @@ fn dead_letters(decoded: &Decoded) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// Good posts in the X v2 filtered stream's shape: the shared sample of its messages. (Not the
+/// synthetic generator: `produce` sits above `decode`, and tests keep the imports one way too.)
+pub(super) const SAMPLE_POSTS: &str = include_str!("../../tests/fixtures/x_v2_stream_sample.jsonl");
+
+/// `count` good posts: the sample, repeated.
 fn posts(count: usize) -> Vec<String> {
-    let mut synth = Synth::new(SynthOptions::default());
-    (0..count).map(|_| synth.next_message()).collect()
+    SAMPLE_POSTS
+        .lines()
+        .cycle()
+        .take(count)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Malformed and wrong-typed records, each with the start of the reason arrow-json gives it.
