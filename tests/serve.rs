@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{service_env, wait_bounded, Project, Spawned};
+use common::{service_env, wait_bounded, Project, Spawned, StdoutLines};
 
 /// A query that runs for minutes unless something stops it.
 const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 20000000000)";
@@ -50,13 +50,17 @@ fn lake_project(serve_keys: &str) -> Project {
 struct Server {
     child: Spawned,
     port: u16,
+    /// The server's log (stderr) as it writes it, and the lines a test has read of it.
+    log: StdoutLines,
+    log_read: Vec<String>,
 }
 
 impl Server {
     fn start(project: &Project, env: &[(&str, &str)]) -> Self {
-        let mut command = project.command(&["serve", "--listen", "127.0.0.1:0"]);
+        // Debug lines say when a statement arrives: what a test waits on before it cancels one.
+        let mut command = project.command(&["serve", "--listen", "127.0.0.1:0", "--log", "tweetlake=debug"]);
         command.envs(env.iter().copied());
-        let (child, lines) = Spawned::with_stdout_lines(command.spawn().unwrap());
+        let (child, lines, log) = Spawned::with_stdout_and_stderr_lines(command.spawn().unwrap());
         let ready = lines.next_line();
         let port = ready
             .split("postgres://127.0.0.1:")
@@ -64,7 +68,24 @@ impl Server {
             .and_then(|rest| rest.split(' ').next())
             .and_then(|port| port.parse().ok())
             .unwrap_or_else(|| panic!("no address in {ready:?}"));
-        Self { child, port }
+        Self {
+            child,
+            port,
+            log,
+            log_read: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) until the server logs that `sql` arrived by the simple query protocol.
+    fn await_statement(&mut self, sql: &str) {
+        loop {
+            let line = self.log.next_line();
+            let arrived = line.contains("statement received") && line.ends_with(sql);
+            self.log_read.push(line);
+            if arrived {
+                return;
+            }
+        }
     }
 
     fn port(&self) -> String {
@@ -77,12 +98,10 @@ impl Server {
         // SAFETY: kill only sends SIGTERM to our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let output = self.child.wait();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stderr).into_owned()
+        self.log_read.extend(self.log.remaining());
+        let log = self.log_read.join("\n");
+        assert!(output.status.success(), "{log}");
+        log
     }
 }
 
@@ -255,13 +274,16 @@ fn writes_are_refused_the_lake_is_unchanged_and_views_stay_with_their_connection
 fn cancel_requests_stop_the_running_query() {
     let Some(clients) = clients() else { return };
     let project = lake_project("");
-    let server = Server::start(&project, &[]);
+    let mut server = Server::start(&project, &[]);
     psycopg(&clients, &server, "cancel", &[ENDLESS]);
     // psql's Ctrl-C: SIGINT makes it send a CancelRequest on a new connection.
-    let child = psql_command(&clients, &server, &["-c", ENDLESS]).spawn().unwrap();
+    let endless = format!("{ENDLESS} -- psql's Ctrl-C");
+    let child = psql_command(&clients, &server, &["-c", &endless])
+        .spawn()
+        .unwrap();
     let pid = child.id() as i32;
     let started = Instant::now();
-    std::thread::sleep(Duration::from_millis(1500));
+    server.await_statement(&endless);
     // SAFETY: kill only signals our own child.
     unsafe { libc::kill(pid, libc::SIGINT) };
     let output = wait_bounded(child);
@@ -427,7 +449,7 @@ fn bad_clients_get_errors_and_the_server_keeps_serving_the_others() {
     let Some(clients) = clients() else { return };
     let project = lake_project("");
     let before = delta_logs(&project);
-    let server = Server::start(&project, &[]);
+    let mut server = Server::start(&project, &[]);
     // A malformed startup packet: a length that is a lie, then garbage.
     let mut raw = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     raw.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -436,8 +458,11 @@ fn bad_clients_get_errors_and_the_server_keeps_serving_the_others() {
     let mut answer = Vec::new();
     let _ = raw.read_to_end(&mut answer);
     // A client that disconnects mid-query.
-    let mut quitter = psql_command(&clients, &server, &["-c", ENDLESS]).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let endless = format!("{ENDLESS} -- a client that quits");
+    let mut quitter = psql_command(&clients, &server, &["-c", &endless])
+        .spawn()
+        .unwrap();
+    server.await_statement(&endless);
     quitter.kill().unwrap();
     quitter.wait().unwrap();
     // An unknown table: the Postgres error, to that client only.

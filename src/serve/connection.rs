@@ -263,6 +263,7 @@ impl SimpleQueryHandler for Queries {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        tracing::debug!("{}: statement received: {query}", client.socket_addr());
         let (_, statements) = self.planner.parse(query).await?;
         if statements.is_empty() {
             // `-- ping` (Grafana's health check) and other comment-only queries.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -559,6 +559,14 @@ impl Spawned {
         (Self::new(child), StdoutLines::read(stdout))
     }
 
+    /// Like [`Spawned::with_stdout_lines`], with stderr (its log) handed out line by line too;
+    /// `wait` then returns neither.
+    pub fn with_stdout_and_stderr_lines(mut child: Child) -> (Self, StdoutLines, StdoutLines) {
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (spawned, stdout) = Self::with_stdout_lines(child);
+        (spawned, stdout, StdoutLines::read(stderr))
+    }
+
     fn child(&mut self) -> &mut Child {
         self.child.as_mut().expect("not waited for yet")
     }
@@ -604,7 +612,7 @@ impl Drop for Spawned {
     }
 }
 
-/// A running child's stdout, line by line; every line is due within CHILD_TIMEOUT of the start,
+/// A running child's stdout (or stderr), line by line; every line is due within CHILD_TIMEOUT of the start,
 /// so a test reading it cannot wait forever on a child that hangs.
 pub struct StdoutLines {
     lines: mpsc::Receiver<String>,
@@ -612,7 +620,7 @@ pub struct StdoutLines {
 }
 
 impl StdoutLines {
-    fn read(stdout: ChildStdout) -> Self {
+    fn read(stdout: impl std::io::Read + Send + 'static) -> Self {
         let (sender, lines) = mpsc::channel();
         // Ends when the child closes its stdout (exits or is killed) or the test stops reading.
         std::thread::spawn(move || {
