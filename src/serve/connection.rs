@@ -82,6 +82,14 @@ impl Planner {
         self.session.plan(statement).await.map_err(pg_error)
     }
 
+    /// Every statement hook, in the order they are asked: transactions, SET/SHOW, cursors.
+    fn all_hooks(&self) -> impl Iterator<Item = &dyn QueryHook> {
+        self.hooks
+            .iter()
+            .map(AsRef::as_ref)
+            .chain([&self.cursors as &dyn QueryHook])
+    }
+
     /// The plan a hook gives a statement it answers (SET, BEGIN, FETCH, ...), if one does.
     async fn hook_plan(
         &self,
@@ -89,12 +97,7 @@ impl Planner {
         client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         let ctx = self.session.ctx();
-        for hook in self
-            .hooks
-            .iter()
-            .map(AsRef::as_ref)
-            .chain([&self.cursors as &dyn QueryHook])
-        {
+        for hook in self.all_hooks() {
             if let Some(plan) = hook.handle_extended_parse_query(statement, ctx, client).await {
                 return Some(plan);
             }
@@ -109,12 +112,7 @@ impl Planner {
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
         let ctx = self.session.ctx();
-        for hook in self
-            .hooks
-            .iter()
-            .map(AsRef::as_ref)
-            .chain([&self.cursors as &dyn QueryHook])
-        {
+        for hook in self.all_hooks() {
             if let Some(answer) = hook.handle_simple_query(statement, ctx, client).await {
                 return Some(answer);
             }
