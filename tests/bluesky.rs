@@ -941,12 +941,6 @@ mod fake_jetstream {
     impl FakeJetstream {
         /// Serves on its own thread and runtime, so a test can block while it runs.
         pub fn start(log: Vec<(i64, Frame)>, script: Vec<Reply>) -> Self {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.set_nonblocking(true).unwrap();
-            let url = format!(
-                "ws://{}/subscribe?wantedCollections=app.bsky.feed.post",
-                listener.local_addr().unwrap()
-            );
             let shared = Arc::new(Shared {
                 state: Mutex::new(State {
                     log,
@@ -956,14 +950,8 @@ mod fake_jetstream {
                 changed: tokio::sync::watch::Sender::new(()),
             });
             let server = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                // Made a tokio listener inside the runtime: it needs the runtime's reactor.
-                runtime.block_on(async { serve(TcpListener::from_std(listener).unwrap(), server).await });
-            });
+            let address = crate::common::serve_in_background(|listener| serve(listener, server));
+            let url = format!("ws://{address}/subscribe?wantedCollections=app.bsky.feed.post");
             Self { url, shared }
         }
 

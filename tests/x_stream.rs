@@ -713,9 +713,6 @@ mod fake_x {
     impl FakeX {
         /// Serves on its own thread and runtime, so a test can block while it runs.
         pub fn start(script: Vec<Reply>) -> Self {
-            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            listener.set_nonblocking(true).unwrap();
-            let base = format!("http://{}", listener.local_addr().unwrap());
             let shared = Arc::new(Shared {
                 state: Mutex::new(State {
                     script: script.into(),
@@ -724,13 +721,8 @@ mod fake_x {
                 changed: tokio::sync::watch::Sender::new(()),
             });
             let server = Arc::clone(&shared);
-            std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async { serve(TcpListener::from_std(listener).unwrap(), server).await });
-            });
+            let address = crate::common::serve_in_background(|listener| serve(listener, server));
+            let base = format!("http://{address}");
             Self { base, shared }
         }
 

@@ -707,3 +707,24 @@ pub fn error_line(output: &std::process::Output) -> String {
     );
     last.to_string()
 }
+
+/// A fake remote service on 127.0.0.1: `serve` runs on its own thread and current-thread
+/// runtime (so the test may block while it serves) with the listener it binds here, made inside
+/// that runtime (a tokio listener needs its runtime's reactor). Returns the bound address.
+pub fn serve_in_background<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { serve(tokio::net::TcpListener::from_std(listener).unwrap()).await });
+    });
+    address
+}
