@@ -81,8 +81,14 @@ pub const QUERIES: &[(&str, &str)] = &[
 
 /// The built-in models, as if loaded from `sql/`.
 pub fn models(reserved: &[&str]) -> Result<ModelSet, TransformError> {
-    let files = MODELS
-        .iter()
+    models_from(model_sources(), reserved)
+}
+
+/// The built-in models' files as [`ModelSet::from_sources`] takes them: path under `sql/`,
+/// origin for messages, SQL.
+pub fn model_sources() -> Vec<(PathBuf, String, String)> {
+    let files = MODELS.iter();
+    files
         .map(|(path, sql)| {
             (
                 PathBuf::from(path),
@@ -90,7 +96,14 @@ pub fn models(reserved: &[&str]) -> Result<ModelSet, TransformError> {
                 sql.to_string(),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// Models from `files` (as [`model_sources`] gives them), with the built-in company list.
+pub fn models_from(
+    files: Vec<(PathBuf, String, String)>,
+    reserved: &[&str],
+) -> Result<ModelSet, TransformError> {
     ModelSet::from_sources(files, CompanyMap::from_csv_str(COMPANIES)?, reserved)
 }
 

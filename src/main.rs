@@ -148,6 +148,11 @@ enum Command {
         /// Share of malformed records in the decode benchmark's second batch [default: 0.01].
         #[arg(long, requires = "decode")]
         malformed_share: Option<f64>,
+        /// Measure deduplication across batches instead: --records posts [default: 100,000] in
+        /// batches of --batch [default: 1,000] with 5% copies of the previous batch, through
+        /// silver as shipped (insert_new) and as a plain append, alternately.
+        #[arg(long, conflicts_with_all = ["kafka", "functions", "maintenance", "decode"])]
+        dedup: bool,
     },
 }
 
@@ -331,6 +336,16 @@ fn main() -> ExitCode {
             } => {
                 let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("tweetlake-bench-maintenance"));
                 commands::bench_maintenance(records.unwrap_or(150_000), batch.unwrap_or(150), &dir).await
+            }
+            Command::Bench {
+                records,
+                batch,
+                dir,
+                dedup: true,
+                ..
+            } => {
+                let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("tweetlake-bench-dedup"));
+                commands::bench_dedup(records.unwrap_or(100_000), batch.unwrap_or(1_000), &dir).await
             }
             Command::Bench {
                 records,

@@ -32,7 +32,13 @@
 -- source_topic, source_partition, source_offset, batch_id, ingested_at: lineage
 --
 -- A post delivered twice in one batch keeps its first delivery (lowest topic, partition,
--- offset); the text functions run after that, once per post.
+-- offset); the text functions run after that, once per post. A post delivered again in a later
+-- batch (X's backfill_minutes, a rewound Bluesky cursor, a producer retry) is not inserted again
+-- when silver already holds its id with a created_date in the 2 days before the batch's day:
+-- the models reading silver see only the posts inserted, so gold counts each post once.
+-- @materialized: insert_new
+-- @unique_key: id
+-- @dedup_window: created_date 2 days
 -- @partition_by: created_date
 -- The author and the place come from the message's own `includes` (find_by), the rules from
 -- its `matching_rules` (pluck, tag_value): per-row lookups, no join or aggregate over the batch.

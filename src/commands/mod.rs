@@ -27,7 +27,7 @@ use tweetlake::transform::functions::CompanyMap;
 use tweetlake::transform::{ModelSet, COMPANIES_FILE};
 
 pub use bench::bench_decode;
-pub use bench::{bench, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
+pub use bench::{bench, bench_dedup, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
 pub use bluesky::produce_bluesky;
 pub use demo::demo;
 pub use init::{init, Existing};

@@ -100,6 +100,13 @@ pub async fn plan(config_path: Option<&Path>) -> anyhow::Result<()> {
         let how = match &model.materialization {
             Materialization::Append => "append".to_string(),
             Materialization::Merge { keys, .. } => format!("merge on {}", keys.join(", ")),
+            Materialization::InsertNew { keys, window } => format!(
+                "insert new {}{}",
+                keys.join(", "),
+                window
+                    .as_ref()
+                    .map_or(String::new(), |w| format!(" within {} {} days", w.column, w.days))
+            ),
         };
         let partitions = if model.partition_by.is_empty() {
             String::new()

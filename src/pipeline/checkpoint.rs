@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use deltalake::logstore::object_store::{self, ObjectMeta, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use deltalake::{ObjectStore, Path};
 use futures::future::try_join_all;
@@ -73,6 +73,13 @@ impl BatchPlan {
 
     pub fn planned_at_micros(&self) -> i64 {
         DateTime::parse_from_rfc3339(&self.planned_at).map_or(0, |t| t.timestamp_micros())
+    }
+
+    /// The UTC day the batch was planned (a re-run plans nothing: it keeps the day).
+    pub fn planned_on(&self) -> NaiveDate {
+        DateTime::from_timestamp_micros(self.planned_at_micros())
+            .unwrap_or_default()
+            .date_naive()
     }
 
     /// Where the batch after this one starts.

@@ -25,9 +25,10 @@ use crate::maintain::AutoMaintenance;
 use crate::sink::{CommitOutcome, DeltaSink, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::telemetry;
+use crate::transform::dedup::ModelBatch;
 use crate::transform::{Model, ModelOutput, ModelSet, TransformError, BRONZE};
 use checkpoint::{BatchPlan, CheckpointError, Claim, OffsetLog, PartitionState};
-use progress::{millis, BatchReport, ProgressLog, StageDurations, TableOutcome, TableReport};
+use progress::{millis, BatchReport, DedupReport, ProgressLog, StageDurations, TableOutcome, TableReport};
 use retry::Backoff;
 
 pub use config::PipelineConfig;
@@ -381,6 +382,12 @@ impl<S: Source> Pipeline<S> {
         if let Some(topic) = &self.dead_letters.topic {
             topic.publish(&decoded.dead_letters)?;
         }
+        let stored = self.sink.stored_tables(&self.models.insert_new_tables()).await?;
+        let model_batch = ModelBatch {
+            id: plan.batch_id as i64,
+            planned_on: plan.planned_on(),
+            stored: &stored,
+        };
         let batch_id = plan.batch_id;
         let mut commits = self.sink.begin(&plan.ranges, move |table| {
             fault::point(&format!("after_commit:{table}"), batch_id)
@@ -389,9 +396,15 @@ impl<S: Source> Pipeline<S> {
         for write in ingest_writes(decoded, &self.dead_letters.table) {
             commits.start(write);
         }
+        let mut dedups = BTreeMap::new();
         let transformed = self
             .models
-            .run_each(bronze, |model, output| commits.start(model_write(model, output)))
+            .run_each(bronze, &model_batch, |model, output| {
+                if let Some(dedup) = output.dedup {
+                    dedups.insert(model.name.clone(), DedupReport::from(dedup));
+                }
+                commits.start(model_write(model, output))
+            })
             .await;
         let transform_time = stage.elapsed();
 
@@ -401,7 +414,10 @@ impl<S: Source> Pipeline<S> {
         transformed?;
         let tables = committed?
             .into_iter()
-            .map(|c| (c.table.clone(), table_report(c)))
+            .map(|c| {
+                let dedup = dedups.remove(&c.table);
+                (c.table.clone(), table_report(c, dedup))
+            })
             .collect();
         let write_time = stage.elapsed();
 
@@ -498,7 +514,7 @@ impl RunSummary {
     }
 }
 
-fn table_report(commit: TableCommit) -> TableReport {
+fn table_report(commit: TableCommit, dedup: Option<DedupReport>) -> TableReport {
     let (outcome, version) = match commit.outcome {
         CommitOutcome::Committed { version } => (TableOutcome::Committed, Some(version)),
         CommitOutcome::AlreadyCommitted => (TableOutcome::AlreadyCommitted, None),
@@ -509,6 +525,7 @@ fn table_report(commit: TableCommit) -> TableReport {
         outcome,
         version,
         write_ms: millis(commit.elapsed),
+        dedup,
     }
 }
 

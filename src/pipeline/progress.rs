@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::source::{OffsetRange, TopicPartition};
 use crate::telemetry::{self, Stage};
+use crate::transform::dedup::Dedup;
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct StageDurations {
@@ -53,6 +54,34 @@ pub struct TableReport {
     /// Time from the start of the batch's writes until this table's commit landed (tables
     /// are written side by side).
     pub write_ms: f64,
+    /// An `insert_new` table's check: rows it already held, and the time the check took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupReport>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct DedupReport {
+    pub duplicates: usize,
+    pub ms: f64,
+}
+
+impl From<Dedup> for DedupReport {
+    fn from(dedup: Dedup) -> Self {
+        Self {
+            duplicates: dedup.duplicates,
+            ms: millis(dedup.elapsed),
+        }
+    }
+}
+
+impl TableReport {
+    /// ` (3 duplicates)` when an `insert_new` check left rows out.
+    fn duplicates_note(&self) -> String {
+        match self.dedup {
+            Some(DedupReport { duplicates, .. }) if duplicates > 0 => format!(" ({duplicates} duplicates)"),
+            _ => String::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +113,7 @@ impl BatchReport {
             .tables
             .iter()
             .map(|(name, t)| match t.outcome {
-                TableOutcome::Committed => format!("{name} +{}", t.rows),
+                TableOutcome::Committed => format!("{name} +{}{}", t.rows, t.duplicates_note()),
                 TableOutcome::AlreadyCommitted => format!("{name} already_committed"),
                 TableOutcome::Empty => format!("{name} empty"),
             })
@@ -107,6 +136,9 @@ impl BatchReport {
         for (table, report) in &self.tables {
             if report.outcome == TableOutcome::Committed {
                 telemetry::record_table_commit(table, report.rows);
+                if let Some(dedup) = report.dedup {
+                    telemetry::record_duplicates(table, dedup.duplicates);
+                }
                 if table == dead_letter_table {
                     telemetry::record_dead_letters(report.rows);
                 }

@@ -75,10 +75,8 @@ impl PipelineError {
                 !StoreFailure::of(source).is_permanent()
             }
             PipelineError::DeadLetterTopic(error) => error.is_transient(),
-            PipelineError::Checkpoint(_)
-            | PipelineError::Decode(_)
-            | PipelineError::Transform(_)
-            | PipelineError::Progress { .. } => false,
+            PipelineError::Transform(error) => error.is_transient(),
+            PipelineError::Checkpoint(_) | PipelineError::Decode(_) | PipelineError::Progress { .. } => false,
         }
     }
 }

@@ -10,6 +10,8 @@
 //! (written before the column existed, its rows read NULL), so a lake outlives a new column of
 //! bronze or of a model.
 
+mod stored;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +36,7 @@ use url::Url;
 use crate::lake::{Lake, LakeError, StoreFailure};
 use crate::source::OffsetRange;
 use crate::transform::Materialization;
+pub use stored::StoredDeltaTables;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -167,6 +170,21 @@ impl DeltaSink {
             .collect()
     }
 
+    /// Tables `names` as they are now (those with a commit), for the models' `insert_new`
+    /// checks: the kept copies brought up to date, the others loaded (and kept for the commits).
+    pub async fn stored_tables(&mut self, names: &[&str]) -> Result<StoredDeltaTables, SinkError> {
+        let mut stored = HashMap::new();
+        for &name in names {
+            let cached = refreshed(&self.lake, name, self.tables.remove(name)).await?;
+            // A table without a commit is loaded again by its first write.
+            if cached.table.version().is_some() {
+                stored.insert(name.to_string(), cached.table.clone());
+                self.tables.insert(name.to_string(), cached);
+            }
+        }
+        Ok(StoredDeltaTables::new(stored))
+    }
+
     /// Writes each table's rows for the batch reading `ranges`, once, all tables side by side.
     /// See [`BatchCommits`]; this starts every write at once.
     pub async fn commit_all(
@@ -269,6 +287,25 @@ impl<F: Fn(&str) + Clone + Send + 'static> BatchCommits<'_, F> {
     }
 }
 
+/// The current state of table `name`: `cached` brought up to date, else loaded. Its known
+/// `txn` versions survive only if no other writer committed since.
+async fn refreshed(lake: &Lake, name: &str, cached: Option<CachedTable>) -> Result<CachedTable, SinkError> {
+    let Some(mut cached) = cached else {
+        let table = lake.open_table(name).await?;
+        return Ok(CachedTable {
+            table,
+            txns: HashMap::new(),
+        });
+    };
+    let before = cached.table.version();
+    let on_error = delta_error(name, cached.table.table_url());
+    cached.table.update_incremental(None).await.map_err(on_error)?;
+    if cached.table.version() != before {
+        cached.txns.clear();
+    }
+    Ok(cached)
+}
+
 /// Whether delta-rs wrote a checkpoint with this version: it does after every
 /// `delta.checkpointInterval` commits (default 100), at the version before each multiple. A
 /// table kept across commits only ever grows in memory; loading it again from a fresh
@@ -294,25 +331,6 @@ struct TableCommitter {
 impl TableCommitter {
     fn app_id(&self, range: &OffsetRange) -> String {
         format!("{}/{}/{}", self.pipeline, range.topic, range.partition)
-    }
-
-    /// The current state of the table: the cached one brought up to date, else loaded. Its
-    /// known `txn` versions survive only if no other writer committed since.
-    async fn current_table(&mut self, name: &str) -> Result<CachedTable, SinkError> {
-        let Some(mut cached) = self.cached.take() else {
-            let table = self.lake.open_table(name).await?;
-            return Ok(CachedTable {
-                table,
-                txns: HashMap::new(),
-            });
-        };
-        let before = cached.table.version();
-        let on_error = delta_error(name, cached.table.table_url());
-        cached.table.update_incremental(None).await.map_err(on_error)?;
-        if cached.table.version() != before {
-            cached.txns.clear();
-        }
-        Ok(cached)
     }
 
     /// How many of the ranges the table already holds (by their `txn` versions); versions not
@@ -356,7 +374,7 @@ impl TableCommitter {
         if batches.iter().all(|b| b.num_rows() == 0) {
             return Ok((CommitOutcome::Empty, self.cached));
         }
-        let mut cached = self.current_table(&spec.name).await?;
+        let mut cached = refreshed(&self.lake, &spec.name, self.cached.take()).await?;
         match self.committed_ranges(&mut cached, &spec.name).await? {
             0 => {}
             n if n == self.ranges.len() => return Ok((CommitOutcome::AlreadyCommitted, Some(cached))),

@@ -23,6 +23,7 @@ pub use server::{serve, TelemetryError};
 const BATCHES: &str = "tweetlake_batches_total";
 const RECORDS: &str = "tweetlake_records_total";
 const DEAD_LETTERS: &str = "tweetlake_dead_letters_total";
+const DUPLICATES: &str = "tweetlake_duplicates_total";
 const BATCH_DURATION: &str = "tweetlake_batch_duration_seconds";
 const COMMIT_RETRIES: &str = "tweetlake_commit_retries_total";
 const CONSUMER_LAG: &str = "tweetlake_consumer_lag";
@@ -75,6 +76,11 @@ pub fn record_batch_done() {
 /// already holding the batch records nothing).
 pub fn record_table_commit(table: &str, rows: usize) {
     counter!(RECORDS, "table" => table.to_string()).increment(rows as u64);
+}
+
+/// An `insert_new` table's check left out `rows` rows it already held.
+pub fn record_duplicates(table: &str, rows: usize) {
+    counter!(DUPLICATES, "table" => table.to_string()).increment(rows as u64);
 }
 
 /// `rows` records that failed to decode were committed to the dead-letter table.
@@ -148,6 +154,10 @@ fn describe() {
         "Batches finished (committed to every table and marked done)."
     );
     describe_counter!(RECORDS, "Rows committed to each table in new versions.");
+    describe_counter!(
+        DUPLICATES,
+        "Rows an insert_new table already held (a post delivered again): not inserted."
+    );
     describe_counter!(
         DEAD_LETTERS,
         "Records that failed to decode, committed to the dead-letter table."

@@ -4,6 +4,7 @@
 //! decoded batch, and a model's name refers to that model's output for this batch.
 
 pub mod dag;
+pub mod dedup;
 pub mod functions;
 pub mod model;
 
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::datatypes::{DataType, SchemaRef};
 use deltalake::datafusion::catalog::MemorySchemaProvider;
 use deltalake::datafusion::common::TableReference;
 use deltalake::datafusion::datasource::MemTable;
@@ -21,8 +22,9 @@ use deltalake::datafusion::sql::parser::DFParser;
 use deltalake::datafusion::sql::resolve::resolve_table_references;
 use deltalake::datafusion::sql::sqlparser::dialect::GenericDialect;
 
+use dedup::{Dedup, ModelBatch, NothingStored, BATCH_ID_COLUMN};
 use functions::{CompanyMap, CompanyMapError};
-pub use model::{Materialization, Model, ZOrder};
+pub use model::{DedupWindow, Materialization, Model, ZOrder};
 
 /// The built-in input: the current micro-batch, decoded.
 pub const BRONZE: &str = "bronze";
@@ -66,10 +68,31 @@ pub enum TransformError {
     },
     #[error("{origin}: {source}")]
     Sql { origin: String, source: DataFusionError },
+    /// Reading the keys an `insert_new` model's table holds failed (the store, mostly).
+    #[error("{origin}: checking which rows {table} already holds: {source}")]
+    Stored {
+        origin: String,
+        table: String,
+        source: DataFusionError,
+    },
     #[error("no SQL models found in {path}: add a .sql file (see `tweetlake init`)")]
     Empty { path: PathBuf },
     #[error(transparent)]
     Companies(#[from] CompanyMapError),
+}
+
+impl TransformError {
+    /// Errors that may go away by themselves: reading the lake for an `insert_new` check (the
+    /// models' SQL was planned at start, so what fails there is the store).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Stored { source, .. } if matches!(
+                source.find_root(),
+                DataFusionError::ObjectStore(_) | DataFusionError::IoError(_) | DataFusionError::External(_)
+            )
+        )
+    }
 }
 
 /// All models of a pipeline, in dependency order, and the company list their functions use.
@@ -83,6 +106,8 @@ pub struct ModelSet {
 pub struct ModelOutput {
     pub schema: SchemaRef,
     pub batches: Vec<RecordBatch>,
+    /// What an `insert_new` model's check left out (`None` for other models).
+    pub dedup: Option<Dedup>,
 }
 
 impl ModelOutput {
@@ -154,26 +179,43 @@ impl ModelSet {
         &self.models
     }
 
+    /// The tables of the `insert_new` models: the ones their checks read before each batch.
+    pub fn insert_new_tables(&self) -> Vec<&str> {
+        let models = self.models.iter();
+        models
+            .filter(|m| matches!(m.materialization, Materialization::InsertNew { .. }))
+            .map(|m| m.name.as_str())
+            .collect()
+    }
+
     /// The company list the models' `company_of` reads.
     pub fn companies(&self) -> &CompanyMap {
         &self.companies
     }
 
-    /// Runs every model over one decoded batch; outputs are in model order. See
-    /// [`Self::run_each`].
+    /// Runs every model over one decoded batch, with no table holding anything yet; outputs
+    /// are in model order. See [`Self::run_each`].
     pub async fn run(&self, bronze: Vec<RecordBatch>) -> Result<Vec<ModelOutput>, TransformError> {
         let mut outputs = Vec::with_capacity(self.models.len());
-        self.run_each(bronze, |_, output| outputs.push(output)).await?;
+        let batch = ModelBatch {
+            id: 0,
+            planned_on: chrono::Utc::now().date_naive(),
+            stored: &NothingStored,
+        };
+        self.run_each(bronze, &batch, |_, output| outputs.push(output))
+            .await?;
         Ok(outputs)
     }
 
     /// Runs every model over one decoded batch, in model order, handing each output to
     /// `on_output` as soon as it is computed (so it can be written while the next model runs).
     /// The batch is cut into one partition per core, and each model's output keeps its
-    /// partitions, so every model (and its functions) runs on all cores.
+    /// partitions, so every model (and its functions) runs on all cores. An `insert_new`
+    /// model's output is checked against `batch.stored` first: what follows sees only its new rows.
     pub async fn run_each(
         &self,
         bronze: Vec<RecordBatch>,
+        batch: &ModelBatch<'_>,
         mut on_output: impl FnMut(&Model, ModelOutput),
     ) -> Result<(), TransformError> {
         let ctx = session(&self.companies);
@@ -193,6 +235,19 @@ impl ModelSet {
                 .flatten()
                 .next()
                 .map_or(planned, RecordBatch::schema);
+            let (partitions, dedup) = match &model.materialization {
+                Materialization::InsertNew { keys, window } => {
+                    let output = (schema.clone(), partitions);
+                    let checked = dedup::keep_new(&ctx, &model.name, keys, window.as_ref(), batch, output);
+                    let (partitions, dedup) = checked.await.map_err(|source| TransformError::Stored {
+                        origin: model.origin.clone(),
+                        table: model.name.clone(),
+                        source,
+                    })?;
+                    (partitions, Some(dedup))
+                }
+                _ => (partitions, None),
+            };
             register(
                 &ctx,
                 &model.name,
@@ -201,7 +256,14 @@ impl ModelSet {
                 &model.origin,
             )?;
             let batches = partitions.into_iter().flatten().collect();
-            on_output(model, ModelOutput { schema, batches });
+            on_output(
+                model,
+                ModelOutput {
+                    schema,
+                    batches,
+                    dedup,
+                },
+            );
         }
         Ok(())
     }
@@ -219,6 +281,7 @@ impl ModelSet {
                 .map_err(|source| sql_error(model, source))?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
             check_zorder(model, &schema)?;
+            check_insert_new(model, &schema)?;
             register(&ctx, &model.name, schema.clone(), vec![vec![]], &model.origin)?;
             schemas.push(schema);
         }
@@ -252,6 +315,55 @@ fn check_zorder(model: &Model, schema: &SchemaRef) -> Result<(), TransformError>
         });
     }
     Ok(())
+}
+
+/// An `insert_new` model's keys and window column must be columns of its output, and so must
+/// `batch_id`, which tells a re-run batch's own rows apart from those it must not insert again;
+/// the window column is a date.
+fn check_insert_new(model: &Model, schema: &SchemaRef) -> Result<(), TransformError> {
+    let Materialization::InsertNew { keys, window } = &model.materialization else {
+        return Ok(());
+    };
+    let directive_error = |key: &str, message: String| {
+        let directives = model::directives(&model.sql, &model.origin)?;
+        let line = directives.iter().find(|(_, k, _)| k == key);
+        Err(TransformError::Directive {
+            origin: model.origin.clone(),
+            line: line.map_or(1, |(line, _, _)| *line),
+            message,
+        })
+    };
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let missing = |column: &str| {
+        format!(
+            "`{column}` is not a column of {} (columns: {})",
+            model.name,
+            names.join(", ")
+        )
+    };
+    if let Some(key) = keys.iter().find(|k| schema.column_with_name(k).is_none()) {
+        return directive_error("unique_key", missing(key));
+    }
+    if schema.column_with_name(BATCH_ID_COLUMN).is_none() {
+        let why =
+            "insert_new tells a re-run batch's own rows by it: select `_batch_id AS batch_id` from bronze";
+        return directive_error("materialized", format!("{}; {why}", missing(BATCH_ID_COLUMN)));
+    }
+    let Some(window) = window else {
+        return Ok(());
+    };
+    match schema.column_with_name(&window.column) {
+        None => directive_error("dedup_window", missing(&window.column)),
+        Some((_, field)) if field.data_type() != &DataType::Date32 => directive_error(
+            "dedup_window",
+            format!(
+                "`{}` is {}: the window column is a date (CAST(... AS DATE))",
+                window.column,
+                field.data_type()
+            ),
+        ),
+        Some(_) => Ok(()),
+    }
 }
 
 /// A DataFusion session as the models see it: the tweet functions registered (`company_of`

@@ -1,9 +1,10 @@
 //! One SQL model: a `.sql` file holding a SELECT, its table name and its header directives.
 //!
 //! Directives are SQL comments of the form `-- @key: value`:
-//! - `@materialized: append | merge` (default `append`)
+//! - `@materialized: append | merge | insert_new` (default `append`)
 //! - `@partition_by: col[, col]`
-//! - `@unique_key: col[, col]` (required by `merge`)
+//! - `@unique_key: col[, col]` (required by `merge` and `insert_new`)
+//! - `@dedup_window: col N days` (`insert_new` only: the check reads only these recent days)
 //! - `@update: col = expression` (merge only; repeatable; `target.` and `source.` name the rows)
 //! - `@zorder: col[, col]` (maintenance clusters the table's files by these columns)
 
@@ -21,6 +22,21 @@ pub enum Materialization {
         keys: Vec<String>,
         updates: Vec<(String, String)>,
     },
+    /// Each batch's rows are appended, except those whose `keys` the table already holds (within
+    /// `window`, when given): a post delivered again in a later batch is not inserted twice.
+    InsertNew {
+        keys: Vec<String>,
+        window: Option<DedupWindow>,
+    },
+}
+
+/// How far back an `insert_new` model looks for keys it already holds: `column` (a date, best
+/// the partition column) no older than `days` before the batch's newest date (or the day the
+/// batch was planned, if earlier). Rows older than that are inserted without a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupWindow {
+    pub column: String,
+    pub days: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -68,6 +84,7 @@ struct Directives {
     unique_key: Vec<String>,
     updates: Vec<(String, String)>,
     zorder: Option<ZOrder>,
+    dedup_window: Option<(usize, DedupWindow)>,
 }
 
 fn list(value: &str) -> Vec<String> {
@@ -109,6 +126,7 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
         unique_key: Vec::new(),
         updates: Vec::new(),
         zorder: None,
+        dedup_window: None,
     };
     for (line, key, value) in directives(sql, origin)? {
         let error = |message: String| TransformError::Directive {
@@ -127,6 +145,7 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
                 }
                 d.zorder = Some(ZOrder { columns, line });
             }
+            "dedup_window" => d.dedup_window = Some((line, parse_window(&value).map_err(error)?)),
             "update" => {
                 let (column, expression) = value.split_once('=').ok_or_else(|| {
                     error(format!("`@update: {value}` needs the form `column = expression`"))
@@ -136,12 +155,29 @@ fn parse_directives(sql: &str, origin: &str) -> Result<Directives, TransformErro
             }
             other => {
                 return Err(error(format!(
-                    "unknown directive `@{other}` (known: materialized, partition_by, unique_key, update, zorder)"
+                    "unknown directive `@{other}` (known: materialized, partition_by, unique_key, update, zorder, dedup_window)"
                 )))
             }
         }
     }
     Ok(d)
+}
+
+/// `created_date 2 days`: a column and a whole number of days.
+fn parse_window(value: &str) -> Result<DedupWindow, String> {
+    let usage = || format!("`@dedup_window: {value}` needs the form `column N days` (`created_date 2 days`)");
+    let words: Vec<&str> = value.split_whitespace().collect();
+    let [column, days, unit] = words[..] else {
+        return Err(usage());
+    };
+    let days: u32 = days.parse().map_err(|_| usage())?;
+    if !matches!(unit.to_lowercase().as_str(), "day" | "days") {
+        return Err(usage());
+    }
+    Ok(DedupWindow {
+        column: column.to_string(),
+        days,
+    })
 }
 
 impl Model {
@@ -153,28 +189,42 @@ impl Model {
             line,
             message: message.to_string(),
         };
+        let needs_keys = |line: usize, m: &str| {
+            directive_error(
+                line,
+                &format!("`@materialized: {m}` needs `-- @unique_key: col, ...`"),
+            )
+        };
         let materialization = match d.materialized {
             None => Materialization::Append,
             Some((_, m)) if m == "append" => Materialization::Append,
-            Some((line, m)) if m == "merge" => {
-                if d.unique_key.is_empty() {
-                    return Err(directive_error(
-                        line,
-                        "`@materialized: merge` needs `-- @unique_key: col, ...`",
-                    ));
-                }
-                Materialization::Merge {
-                    keys: d.unique_key,
-                    updates: d.updates,
-                }
+            Some((line, m)) if d.unique_key.is_empty() && (m == "merge" || m == "insert_new") => {
+                return Err(needs_keys(line, &m))
             }
+            Some((_, m)) if m == "merge" => Materialization::Merge {
+                keys: d.unique_key,
+                updates: d.updates,
+            },
+            Some((_, m)) if m == "insert_new" => Materialization::InsertNew {
+                keys: d.unique_key,
+                window: d.dedup_window.clone().map(|(_, window)| window),
+            },
             Some((line, m)) => {
                 return Err(directive_error(
                     line,
-                    &format!("materialized is `{m}`: use append or merge"),
+                    &format!("materialized is `{m}`: use append, merge or insert_new"),
                 ))
             }
         };
+        if let (Some((line, _)), false) = (
+            &d.dedup_window,
+            matches!(materialization, Materialization::InsertNew { .. }),
+        ) {
+            return Err(directive_error(
+                *line,
+                "`@dedup_window` needs `-- @materialized: insert_new`",
+            ));
+        }
         Ok(Self {
             name,
             origin,
@@ -248,6 +298,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unique_key"), "{err}");
+    }
+
+    #[test]
+    fn insert_new_takes_keys_and_a_window_in_days() {
+        let sql = "-- @materialized: insert_new\n-- @unique_key: id\n-- @dedup_window: created_date 2 days\nSELECT 1";
+        let m = Model::new("silver.t".into(), "sql/silver/t.sql".into(), sql.into()).unwrap();
+        assert_eq!(
+            m.materialization,
+            Materialization::InsertNew {
+                keys: vec!["id".into()],
+                window: Some(DedupWindow {
+                    column: "created_date".into(),
+                    days: 2
+                }),
+            }
+        );
+        let model = |sql: &str| Model::new("t".into(), "sql/t.sql".into(), sql.into());
+        let err = model("-- @materialized: insert_new\nSELECT 1").unwrap_err();
+        assert!(err.to_string().contains("unique_key"), "{err}");
+        let err = model("-- @materialized: insert_new\n-- @unique_key: id\n-- @dedup_window: created_date 2 weeks\nSELECT 1").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("sql/t.sql:3: `@dedup_window: created_date 2 weeks` needs"),
+            "{err}"
+        );
+        let err = model("-- @unique_key: id\n-- @dedup_window: created_date 1 day\nSELECT 1").unwrap_err();
+        assert!(
+            err.to_string().contains("needs `-- @materialized: insert_new`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ use tweetlake::produce::synth::{self, SynthOptions};
 use tweetlake::source::FileSource;
 use tweetlake::stdout::stdout;
 
+use super::percentile;
+
 /// Posts per batch: what a 48 MiB batch (the default) holds of 2.25 KB posts.
 const RECORDS: usize = 22_000;
 /// The share of bad records issue 15 sets the 1.2x target for.
@@ -59,7 +61,7 @@ pub async fn bench_decode(records: Option<usize>, malformed_share: Option<f64>) 
     )?;
     for (name, times) in ["clean", "malformed"].into_iter().zip(times) {
         let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
-        let median = median(times);
+        let median = percentile(&times, 0.5);
         writeln!(
             out,
             "{name:<12} {:>10.1} {:>10.1} {:>12.0}",
@@ -71,7 +73,7 @@ pub async fn bench_decode(records: Option<usize>, malformed_share: Option<f64>) 
     writeln!(
         out,
         "malformed / clean: {:.2} (median of the rounds' ratios; per round {})",
-        median(ratios.clone()),
+        percentile(&ratios, 0.5),
         ratios
             .iter()
             .map(|r| format!("{r:.2}"))
@@ -88,9 +90,4 @@ async fn raw_batch(malformed_share: f64, records: usize) -> anyhow::Result<Recor
     };
     let posts = synth::jsonl(options, records);
     Ok(FileSource::from_bytes("bench.jsonl", posts).read_all().await?)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_unstable_by(f64::total_cmp);
-    values[values.len() / 2]
 }

@@ -5,6 +5,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 
 mod decode;
+mod dedup;
 mod maintenance;
 
 use tweetlake::config::Config;
@@ -19,6 +20,7 @@ use tweetlake::source::{FileSource, KafkaSource, Positions, ReadLimits, Source};
 use tweetlake::stdout::stdout;
 
 pub use decode::bench_decode;
+pub use dedup::bench_dedup;
 pub use maintenance::bench_maintenance;
 
 /// Throughput of one stage over the whole data set.
@@ -474,4 +476,12 @@ pub async fn bench_functions(records: usize) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The `q` quantile (0 to 1) of `values`, nearest rank; 0 for none.
+pub(super) fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1));
+    sorted.get(rank - 1).copied().unwrap_or_default()
 }
