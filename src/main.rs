@@ -102,6 +102,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Dead letters: records that failed to decode (dlq.table).
+    Dlq {
+        #[command(subcommand)]
+        what: Dlq,
+    },
     /// Produce X stream messages: from the X API, Bluesky, a file or the generator, to Kafka, a file or stdout.
     Produce {
         #[command(subcommand)]
@@ -148,6 +153,22 @@ enum Command {
         /// Share of malformed records in the decode benchmark's second batch [default: 0.01].
         #[arg(long, requires = "decode")]
         malformed_share: Option<f64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// Decode the chosen dead letters again with today's decoder and run the ones that decode
+    /// through today's models, exactly once; they are kept in <dlq table>_replays, so a second
+    /// replay of the same rows does nothing.
+    Replay {
+        /// Only the dead letters this SQL condition on the dead-letter table holds for, e.g.
+        /// "error LIKE 'message is%'" [default: all].
+        #[arg(long = "where", value_name = "SQL")]
+        filter: Option<String>,
+        /// Say how many would be replayed and how many decode now; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -322,6 +343,15 @@ fn main() -> ExitCode {
                 commands::init(&dir, existing)
             }
             Command::Produce { what } => produce(what, cli.config.as_deref()).await,
+            Command::Dlq {
+                what: Dlq::Replay { filter, dry_run },
+            } => {
+                let execution = match dry_run {
+                    true => tweetlake::maintain::Execution::DryRun,
+                    false => tweetlake::maintain::Execution::Apply,
+                };
+                commands::dlq_replay(cli.config.as_deref(), filter.as_deref(), execution).await
+            }
             Command::Bench {
                 records,
                 batch,
