@@ -135,7 +135,7 @@ impl Selection {
 
     /// The most frequent reasons the chosen dead letters were rejected with, with their counts.
     pub fn reasons_then(&self) -> Vec<(String, usize)> {
-        let errors = self.rows.column(6).as_string::<i32>();
+        let errors = column(&self.rows, batch_columns::ERROR).as_string::<i32>();
         most_frequent(errors.iter().flatten())
     }
 
@@ -225,7 +225,11 @@ impl Replay {
             });
         }
         let table = self.lake.open_table(&self.queue_table).await?;
-        let first_offset = self.next_offset(&table).await?;
+        // From the version this commit is made on: a replay queueing in between conflicts.
+        let first_offset = match table.version() {
+            Some(_) => self.source_of(&table).await?.end().await?,
+            None => 0,
+        };
         let count = rows.num_rows();
         let end = first_offset + count as i64;
         let mut arrays: Vec<ArrayRef> = vec![
@@ -256,12 +260,16 @@ impl Replay {
 
     /// The queue as a source for the pipeline; `None` while nothing was ever queued.
     pub async fn source(&self) -> Result<Option<ReplaySource>, ReplayError> {
-        let Some(table) = self.lake.load_if_exists(&self.queue_table).await? else {
-            return Ok(None);
-        };
+        match self.lake.load_if_exists(&self.queue_table).await? {
+            Some(table) => Ok(Some(self.source_of(&table).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn source_of(&self, table: &DeltaTable) -> Result<ReplaySource, ReplayError> {
         let ctx = SessionContext::new();
-        let provider = lake::table_provider(&ctx, &table, &self.queue_table).await?;
-        Ok(Some(ReplaySource::new(&self.queue_table, ctx, provider)?))
+        let provider = lake::table_provider(&ctx, table, &self.queue_table).await?;
+        Ok(ReplaySource::new(&self.queue_table, ctx, provider)?)
     }
 
     /// Table `name` for reading, or an empty one of `schema` when it does not exist yet.
@@ -313,12 +321,12 @@ impl Replay {
         let raw = RecordBatch::try_new(
             raw_schema(),
             vec![
-                rows.column(0).clone(),
-                rows.column(1).clone(),
+                column(rows, columns::TOPIC).clone(),
+                column(rows, columns::PARTITION).clone(),
                 Arc::new(Int64Array::from_iter_values(0..count as i64)),
-                rows.column(4).clone(),
-                rows.column(5).clone(),
-                rows.column(7).clone(),
+                column(rows, columns::TIMESTAMP).clone(),
+                column(rows, columns::KEY).clone(),
+                column(rows, batch_columns::RAW_BYTES).clone(),
             ],
         )?;
         let ctx = BatchContext {
@@ -341,25 +349,11 @@ impl Replay {
         }
         Ok(verdicts)
     }
+}
 
-    /// One past the queue's largest replay offset; 0 for a new queue.
-    async fn next_offset(&self, table: &DeltaTable) -> Result<i64, ReplayError> {
-        if table.version().is_none() {
-            return Ok(0);
-        }
-        let ctx = SessionContext::new();
-        let provider = lake::table_provider(&ctx, table, &self.queue_table).await?;
-        ctx.register_table(QUEUED, provider)?;
-        let sql = format!("SELECT max({}) FROM {QUEUED}", queue_columns::REPLAY_OFFSET);
-        let batches = ctx.sql(&sql).await?.collect().await?;
-        let max = batches
-            .iter()
-            .find(|b| b.num_rows() > 0)
-            .map(|b| cast(b.column(0), &DataType::Int64))
-            .transpose()?
-            .and_then(|c| c.as_primitive::<Int64Type>().iter().next().flatten());
-        Ok(max.map_or(0, |m| m + 1))
-    }
+/// Column `name` of a batch of [`dead_letter_fields`].
+fn column<'a>(rows: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+    rows.column_by_name(name).expect("a dead-letter column")
 }
 
 /// The selected rows as one batch of exactly [`dead_letter_fields`]' types (a Delta scan may

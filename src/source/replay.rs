@@ -89,7 +89,7 @@ impl ReplaySource {
     }
 
     /// One past the largest queued offset (0 for an empty queue).
-    async fn end(&self) -> Result<i64, SourceError> {
+    pub async fn end(&self) -> Result<i64, SourceError> {
         let sql = format!("SELECT max({}) FROM {QUEUE}", queue_columns::REPLAY_OFFSET);
         let batches = self.query(&sql).await?;
         let max = batches
