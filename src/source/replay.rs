@@ -200,3 +200,60 @@ fn raw_records(
     }
     Ok((builder.finish(), last))
 }
+
+#[cfg(test)]
+mod tests {
+    use deltalake::arrow::array::TimestampMicrosecondArray;
+    use deltalake::arrow::array::{ArrayRef, BinaryArray, Int32Array, Int64Array, StringArray};
+
+    use super::*;
+
+    /// Three queued records of 10 bytes each, at replay offsets 5, 6, 7.
+    fn queued() -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![5, 6, 7])),
+            Arc::new(StringArray::from(vec!["x-posts"; 3])),
+            Arc::new(Int32Array::from(vec![2, 2, 3])),
+            Arc::new(Int64Array::from(vec![40, 41, 9])),
+            Arc::new(TimestampMicrosecondArray::from(vec![Some(1), None, Some(3)]).with_timezone("UTC")),
+            Arc::new(StringArray::from(vec![Some("k"), None, None])),
+            Arc::new(BinaryArray::from(vec![b"0123456789".as_ref(); 3])),
+        ];
+        let names = [
+            "replay_offset",
+            "_topic",
+            "_partition",
+            "_offset",
+            "_timestamp",
+            "_key",
+            "raw",
+        ];
+        RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap()
+    }
+
+    #[test]
+    fn records_keep_the_dead_letters_lineage_and_stop_at_the_byte_limit() {
+        let (all, last) = raw_records(&[queued()], usize::MAX).unwrap();
+        assert_eq!((all.num_rows(), last), (3, Some(7)));
+        let offsets = all
+            .column_by_name(columns::OFFSET)
+            .unwrap()
+            .as_primitive::<Int64Type>();
+        assert_eq!(offsets.values().to_vec(), vec![40, 41, 9], "the original offsets");
+        let partitions = all
+            .column_by_name(columns::PARTITION)
+            .unwrap()
+            .as_primitive::<Int32Type>();
+        assert_eq!(partitions.values().to_vec(), vec![2, 2, 3]);
+        assert!(all.column_by_name(columns::KEY).unwrap().is_null(1));
+
+        let (two, last) = raw_records(&[queued()], 15).unwrap();
+        assert_eq!(
+            (two.num_rows(), last),
+            (2, Some(6)),
+            "stops once 15 bytes are reached"
+        );
+        let (one, last) = raw_records(&[queued()], 1).unwrap();
+        assert_eq!((one.num_rows(), last), (1, Some(5)), "at least one record");
+    }
+}
