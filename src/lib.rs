@@ -4,7 +4,8 @@
 //! The modules follow the data: [`source`] -> [`decode`] -> [`transform`] -> [`sink`], driven by
 //! [`pipeline`], into the [`lake`]; [`query`] is the lake's SQL session that [`repl`] (`tweetlake
 //! sql`) and [`serve`] (the Postgres wire protocol) run statements through, [`produce`] feeds Kafka. [`kafka`]
-//! is the one way every component reaches Kafka, [`dlq`] where records that fail to decode go.
+//! is the one way every component reaches Kafka, [`dlq`] where records that fail to decode go (and how
+//! `dlq replay` runs them again).
 //! [`telemetry`] serves the pipeline's metrics and health probes.
 //! Each component owns its configuration type; [`config`] only composes them and loads the
 //! file and the environment.

@@ -102,6 +102,11 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Dead letters: records that failed to decode (dlq.table).
+    Dlq {
+        #[command(subcommand)]
+        what: Dlq,
+    },
     /// Produce X stream messages: from the X API, Bluesky, a file or the generator, to Kafka, a file or stdout.
     Produce {
         #[command(subcommand)]
@@ -153,6 +158,22 @@ enum Command {
         /// silver as shipped (insert_new) and as a plain append, alternately.
         #[arg(long, conflicts_with_all = ["kafka", "functions", "maintenance", "decode"])]
         dedup: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// Decode the chosen dead letters again with today's decoder and run the ones that decode
+    /// through today's models, exactly once; they are kept in <dlq table>_replays, so a second
+    /// replay of the same rows does nothing.
+    Replay {
+        /// Only the dead letters this SQL condition on the dead-letter table holds for, e.g.
+        /// "error LIKE 'message is%'" [default: all].
+        #[arg(long = "where", value_name = "SQL")]
+        filter: Option<String>,
+        /// Say how many would be replayed and how many decode now; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -327,6 +348,15 @@ fn main() -> ExitCode {
                 commands::init(&dir, existing)
             }
             Command::Produce { what } => produce(what, cli.config.as_deref()).await,
+            Command::Dlq {
+                what: Dlq::Replay { filter, dry_run },
+            } => {
+                let execution = match dry_run {
+                    true => tweetlake::maintain::Execution::DryRun,
+                    false => tweetlake::maintain::Execution::Apply,
+                };
+                commands::dlq_replay(cli.config.as_deref(), filter.as_deref(), execution).await
+            }
             Command::Bench {
                 records,
                 batch,

@@ -3,6 +3,7 @@
 mod bench;
 mod bluesky;
 mod demo;
+mod dlq;
 mod init;
 mod maintain;
 mod produce;
@@ -30,6 +31,7 @@ pub use bench::bench_decode;
 pub use bench::{bench, bench_dedup, bench_functions, bench_kafka, bench_maintenance, KafkaBench};
 pub use bluesky::produce_bluesky;
 pub use demo::demo;
+pub use dlq::dlq_replay;
 pub use init::{init, Existing};
 pub use maintain::{maintain, MaintainRequest};
 pub use produce::{replay, synth, Pace, Target};
@@ -115,7 +117,8 @@ pub fn builtin_models(config: &Config) -> bool {
 
 /// The models in `pipeline.sql_dir`; the built-in ones when the default directory is absent.
 pub fn load_models(config: &Config) -> anyhow::Result<ModelSet> {
-    let reserved = [config.dlq.table.as_str()];
+    let replays = tweetlake::dlq::queue_table(&config.dlq.table);
+    let reserved = [config.dlq.table.as_str(), replays.as_str()];
     let dir = &config.pipeline.sql_dir;
     if builtin_models(config) {
         tracing::info!(

@@ -51,6 +51,11 @@ pub async fn sql(
     let mut session = Session::open(lake, &config.repl, options, &companies)
         .await
         .with_context(|| format!("opening the lake at {}", config.lake.uri))?;
+    // `dlq replay` makes its queue on first use; saved queries (dlq_triage) read it before.
+    let replays = tweetlake::dlq::queue_table(&config.dlq.table);
+    session
+        .expect_table(&replays, tweetlake::dlq::replay::queue_schema())
+        .await?;
     match script {
         SqlScript::Text(text) => {
             session.run_text(&text).await.map_err(script_error)?;

@@ -2,6 +2,7 @@
 //! source offset. The Delta table (`dlq.table`) is the record of truth; a Kafka topic
 //! (`dlq.kafka_topic`) can also receive them, for teams that triage from Kafka.
 
+pub mod replay;
 pub mod topic;
 
 use serde::Deserialize;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use crate::kafka::{KafkaConnection, PublishError};
 use crate::settings::InvalidSetting;
 
+pub use replay::{queue_table, Queued, Replay, ReplayError, Selection};
 pub use topic::DeadLetterTopic;
 
 /// The `[dlq]` section.

@@ -141,6 +141,25 @@ impl Lake {
         Ok(table)
     }
 
+    /// Loads the latest version of table `name`, or `None` when it does not exist yet; unlike
+    /// [`Self::open_table`], creates nothing.
+    pub async fn load_if_exists(&self, name: &str) -> Result<Option<DeltaTable>, LakeError> {
+        let url = self.table_url(name);
+        if url.to_file_path().is_ok_and(|dir| !dir.exists()) {
+            return Ok(None);
+        }
+        let mut table = self.builder(name)?.build().map_err(delta_error(name))?;
+        if !table
+            .verify_deltatable_existence()
+            .await
+            .map_err(delta_error(name))?
+        {
+            return Ok(None);
+        }
+        table.load().await.map_err(delta_error(name))?;
+        Ok(Some(table))
+    }
+
     /// Loads the latest version of an existing table, reading only its log.
     pub async fn load_table(&self, name: &str) -> Result<DeltaTable, LakeError> {
         self.builder(name)?.load().await.map_err(delta_error(name))

@@ -2,7 +2,7 @@
 //! their latest version before each statement that reads them. Only Delta logs are read here,
 //! never data files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +12,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::datafusion::catalog::TableProvider;
 use deltalake::datafusion::common::TableReference;
+use deltalake::datafusion::datasource::MemTable;
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::CommitInfo;
 use deltalake::DeltaTable;
@@ -44,6 +45,8 @@ struct Entry {
 pub struct Catalog {
     lake: Lake,
     tables: BTreeMap<String, Entry>,
+    /// Tables registered empty until the lake has them (see [`Self::expect`]).
+    placeholders: BTreeSet<String>,
 }
 
 impl Catalog {
@@ -52,6 +55,7 @@ impl Catalog {
         let mut catalog = Self {
             lake,
             tables: BTreeMap::new(),
+            placeholders: BTreeSet::new(),
         };
         catalog.discover(ctx).await?;
         Ok(catalog)
@@ -89,6 +93,7 @@ impl Catalog {
             match table {
                 Ok(table) => {
                     let provider = register(ctx, &name, &table).await?;
+                    self.placeholders.remove(&name);
                     self.tables.insert(name, Entry { table, provider });
                 }
                 // E.g. a table whose first commit is still being written.
@@ -98,13 +103,27 @@ impl Catalog {
         Ok(())
     }
 
+    /// Registers table `name` as an empty table of `schema` until the lake has it (a table that
+    /// its writer makes on first use, read by saved queries before that). Each statement naming
+    /// it lists the lake again until then.
+    pub fn expect(&mut self, ctx: &SessionContext, name: &str, schema: SchemaRef) -> Result<(), QueryError> {
+        if self.tables.contains_key(name) {
+            return Ok(());
+        }
+        let empty = MemTable::try_new(schema, vec![vec![]])?;
+        replace_table(ctx, TableReference::parse_str(name), Arc::new(empty))?;
+        self.placeholders.insert(name.to_string());
+        Ok(())
+    }
+
     /// Brings tables `names` to their latest version, reading only log entries newer than the
     /// loaded one. A name that is neither a known table nor a session table (a view, say)
     /// triggers one listing of the lake, so tables created since startup appear.
     pub async fn refresh(&mut self, ctx: &SessionContext, names: &[String]) -> Result<(), QueryError> {
         // `table_exist` fails for a schema the session does not have yet: not a session table.
         let unknown = |name: &String| {
-            !self.tables.contains_key(name) && !ctx.table_exist(name.as_str()).unwrap_or(false)
+            let session_table = ctx.table_exist(name.as_str()).unwrap_or(false);
+            (!self.tables.contains_key(name) && !session_table) || self.placeholders.contains(name)
         };
         if names.iter().any(unknown) {
             self.discover(ctx).await?;

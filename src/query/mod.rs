@@ -123,6 +123,11 @@ impl LakeTables {
         }))
     }
 
+    /// Table `name` reads as empty, with `schema`, until the lake has it.
+    pub async fn expect_table(&self, name: &str, schema: SchemaRef) -> Result<(), QueryError> {
+        self.catalog.lock().await.expect(&self.ctx, name, schema)
+    }
+
     pub async fn lake_uri(&self) -> String {
         self.catalog.lock().await.lake().root().to_string()
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::error::ArrowError;
 use rustyline::error::ReadlineError;
 
@@ -149,6 +150,11 @@ impl Session {
         };
         session.refresh_vocabulary().await;
         Ok(session)
+    }
+
+    /// Table `name` reads as empty, with `schema`, until the lake has it.
+    pub async fn expect_table(&self, name: &str, schema: SchemaRef) -> Result<(), ReplError> {
+        Ok(self.query.lake().expect_table(name, schema).await?)
     }
 
     async fn lake_uri(&self) -> String {

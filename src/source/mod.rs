@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod kafka;
+pub mod replay;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -24,6 +25,7 @@ use crate::settings::{duration_text, string_map, InvalidSetting};
 
 pub use file::{FileSource, FileSourceConfig};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartingOffsets};
+pub use replay::ReplaySource;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -50,6 +52,12 @@ pub enum SourceError {
     RangeUnreadable { range: String, within: Duration },
     #[error("kafka: {0} were deleted by retention before tweetlake read them (set source.fail_on_data_loss = false to skip ahead)")]
     DataLost(String),
+    /// Reading the dead-letter replay queue (`dlq replay`).
+    #[error("replay queue {table}: {source}")]
+    ReplayQueue {
+        table: String,
+        source: deltalake::datafusion::error::DataFusionError,
+    },
 }
 
 impl SourceError {
@@ -65,7 +73,8 @@ impl SourceError {
             | Self::RangeGone { .. }
             | Self::Refused { .. }
             | Self::TopicMissing { .. }
-            | Self::DataLost(_) => false,
+            | Self::DataLost(_)
+            | Self::ReplayQueue { .. } => false,
         }
     }
 }
