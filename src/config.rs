@@ -250,6 +250,50 @@ mod tests {
     }
 
     #[test]
+    fn source_topics_is_a_list_and_source_topic_still_names_one() {
+        let kafka = |toml: &str, vars: &[(&str, &str)]| {
+            let toml = format!("[source]\nkind = \"kafka\"\n{toml}");
+            Config::from_toml_and_env(&toml, "t.toml", env(vars)).map(|c| c.source.kafka)
+        };
+        let default = kafka("", &[]).unwrap();
+        assert_eq!(default.topic_names(), ["x-posts"]);
+        let one = kafka("topic = \"a\"\n", &[]).unwrap();
+        assert_eq!(
+            (one.topic_names(), one.topics_key()),
+            (vec!["a".to_string()], "topic")
+        );
+        let two = kafka("topics = [\"a\", \"b\"]\n", &[]).unwrap();
+        assert_eq!(
+            (two.topic_names(), two.topics_key()),
+            (vec!["a".into(), "b".into()], "topics")
+        );
+        assert_eq!(two.publish_topic(), "a", "produce --kafka publishes to the first");
+        let from_env = kafka("", &[("TWEETLAKE_SOURCE__TOPICS", "a, b")]).unwrap();
+        assert_eq!(from_env.topic_names(), ["a", "b"]);
+
+        let error = |toml: &str| kafka(toml, &[]).unwrap_err().to_string();
+        let both = error("topic = \"a\"\ntopics = [\"b\"]\n");
+        assert!(
+            both.contains("source.topics") && both.contains("source.topic "),
+            "{both}"
+        );
+        for (toml, why) in [
+            ("topics = []\n", "at least one"),
+            ("topics = [\"a\", \"b\", \"a\"]\n", "`a` is listed twice"),
+            ("topics = [\"a\", \"\"]\n", "empty"),
+            ("topics = 3\n", "list of names"),
+        ] {
+            let e = error(toml);
+            assert!(
+                e.starts_with("config key source.topics") && e.contains(why),
+                "{toml}: {e}"
+            );
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        assert!(error("topic = \"\"\n").contains("config key source.topic:"));
+    }
+
+    #[test]
     fn metrics_listen_is_checked_and_empty_turns_the_server_off() {
         let err =
             Config::from_toml_and_env("[metrics]\nlisten = \"localhost\"\n", "t.toml", env(&[])).unwrap_err();

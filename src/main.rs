@@ -254,7 +254,7 @@ struct KafkaArgs {
     /// Override source.bootstrap_servers.
     #[arg(long)]
     bootstrap_servers: Option<String>,
-    /// Override source.topic.
+    /// Publish to this topic instead of source.topic (or the first of source.topics).
     #[arg(long)]
     topic: Option<String>,
 }
@@ -265,13 +265,14 @@ struct TargetArgs {
     /// Write JSONL to this file instead of stdout.
     #[arg(short, long, conflicts_with = "kafka")]
     output: Option<PathBuf>,
-    /// Publish to Kafka: the config's source.bootstrap_servers and source.topic (key = post id).
+    /// Publish to Kafka: the config's source.bootstrap_servers and source.topic, or the first of
+    /// source.topics (key = post id).
     #[arg(long)]
     kafka: bool,
     /// Override source.bootstrap_servers (with --kafka).
     #[arg(long, requires = "kafka")]
     bootstrap_servers: Option<String>,
-    /// Override source.topic (with --kafka).
+    /// Publish to this topic instead of the configured one (with --kafka).
     #[arg(long, requires = "kafka")]
     topic: Option<String>,
 }
@@ -439,7 +440,7 @@ async fn produce(what: Produce, config_path: Option<&std::path::Path>) -> anyhow
             config.source.kafka.connection.bootstrap_servers = bootstrap.clone();
         }
         if let Some(topic) = topic {
-            config.source.kafka.topic = topic.clone();
+            config.source.kafka.use_only_topic(topic.clone());
         }
         Ok(config)
     };

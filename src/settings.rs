@@ -196,6 +196,49 @@ pub mod string_map {
     }
 }
 
+/// A list of names (Kafka topics), written as a TOML array or as one comma-separated string:
+/// the form an environment override takes (`TWEETLAKE_SOURCE__TOPICS=x-posts,bsky-posts`).
+/// Names are trimmed; a comma never appears in a topic name, so the split is unambiguous.
+pub mod name_list {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+
+    struct Names;
+
+    impl<'de> Visitor<'de> for Names {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of names, or one string of comma-separated names")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Vec<String>, E> {
+            Ok(split(text))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut names = Vec::new();
+            while let Some(name) = seq.next_element::<String>()? {
+                names.push(name.trim().to_string());
+            }
+            Ok(names)
+        }
+    }
+
+    /// `"a, b"` -> `["a", "b"]`; an empty text is an empty list.
+    fn split(text: &str) -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// For a key that may be left out: present means `Some`, even if the list is empty.
+    pub fn deserialize_some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        d.deserialize_any(Names).map(Some)
+    }
+}
+
 /// Option names whose values are credentials: librdkafka's `sasl.password`, `ssl.key.password`,
 /// `sasl.oauthbearer.client.secret`, `ssl.key.pem`; object_store's `AWS_SECRET_ACCESS_KEY`,
 /// `AWS_SESSION_TOKEN`.

@@ -54,7 +54,7 @@ async fn assert_exactly_once(uri: &str, options: &BTreeMap<String, String>, post
     let (good, bad) = (synth_good_count(posts), synth_bad_count(posts));
     assert_eq!(count("SELECT count(*) FROM bronze").await, good, "bronze rows");
     assert_eq!(
-        count("SELECT count(DISTINCT (_partition, _offset)) FROM bronze").await,
+        count("SELECT count(DISTINCT (_topic, _partition, _offset)) FROM bronze").await,
         good,
         "bronze offsets"
     );
@@ -150,6 +150,117 @@ async fn once_drains_the_topic_exactly_once_and_mirrors_group_offsets() {
         "a second run finds nothing new"
     );
     assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+}
+
+/// Bronze rows read from `topic`.
+async fn bronze_rows_of(lake: &str, topic: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM bronze WHERE _topic = '{topic}'");
+    scalar_i64(&query_lake_with(lake, &BTreeMap::new(), &sql).await)
+}
+
+/// Produces `count` more posts (seeded by `seed`) to each of `topics`, of `partitions` each;
+/// returns them all, in order, and adds each topic's to `per_topic`.
+async fn produce_to_each(
+    bootstrap: &str,
+    topics: &[(&str, i32)],
+    count: usize,
+    seed: u64,
+    per_topic: &mut BTreeMap<String, Vec<u8>>,
+) -> Vec<u8> {
+    let mut all = Vec::new();
+    for (i, &(topic, partitions)) in topics.iter().enumerate() {
+        let more = posts(count, seed + i as u64);
+        produce_lines(bootstrap, topic, partitions, &more).await;
+        per_topic
+            .entry(topic.to_string())
+            .or_default()
+            .extend_from_slice(&more);
+        all.extend_from_slice(&more);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn several_topics_feed_one_pipeline_exactly_once_through_a_crash() {
+    let Some(bootstrap) = kafka_bootstrap() else {
+        return;
+    };
+    let suffix = unique_suffix();
+    let (x, bsky) = (format!("x-posts-{suffix}"), format!("bsky-posts-{suffix}"));
+    // Partition numbers 0 and 1 exist in both topics: each must keep its own offsets.
+    create_topic(&bootstrap, &x, PARTITIONS).await;
+    create_topic(&bootstrap, &bsky, 2).await;
+    let topics = [(x.as_str(), PARTITIONS), (bsky.as_str(), 2)];
+    let project = Project::new();
+    let lake = project.lake_uri();
+
+    let missing = format!("missing-{suffix}");
+    project.write_kafka_topics_config(&bootstrap, &[&x, &missing], &lake, "");
+    let line = error_line(&project.run(&["run", "--once"], &[]));
+    assert!(
+        line.contains(&format!("topic `{missing}` does not exist")) && line.contains("source.topics"),
+        "{line}"
+    );
+
+    let mut per_topic = BTreeMap::new();
+    let mut everything = produce_to_each(&bootstrap, &topics, 300, 30, &mut per_topic).await;
+    project.write_kafka_topics_config(&bootstrap, &[&x, &bsky], &lake, "max_records_per_batch = 200");
+    assert_success(&project.run(&["run", "--once"], &[]));
+    assert_exactly_once(&lake, &BTreeMap::new(), &everything).await;
+    for (topic, posts) in &per_topic {
+        assert_eq!(
+            bronze_rows_of(&lake, topic).await,
+            synth_good_count(posts),
+            "{topic}"
+        );
+    }
+    let silver_topics = common::strings(
+        &query_lake_with(
+            &lake,
+            &BTreeMap::new(),
+            "SELECT DISTINCT source_topic FROM silver.tweets ORDER BY source_topic",
+        )
+        .await,
+    );
+    assert_eq!(silver_topics, [bsky.clone(), x.clone()], "silver holds both");
+
+    let batches_before = project.progress().len() as u64;
+    everything.extend(produce_to_each(&bootstrap, &topics, 300, 40, &mut per_topic).await);
+    let fault = format!("after_commit:silver.tweets#{}", batches_before + 1);
+    let crashed = project.run(&["run", "--once"], &[("TWEETLAKE_FAULT", &fault)]);
+    assert_eq!(crashed.status.signal(), Some(9), "{crashed:?}");
+    assert_success(&project.run(&["run", "--once"], &[]));
+    let reports = project.progress();
+    assert!(
+        reports.iter().any(|r| r["rerun"] == true),
+        "the crashed batch was re-run"
+    );
+    let topics_of = |report: &serde_json::Value| -> std::collections::BTreeSet<String> {
+        let ranges = report["offsets"].as_array().unwrap();
+        ranges
+            .iter()
+            .map(|r| r["topic"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        reports.iter().any(|r| topics_of(r).len() == 2),
+        "a batch spans both topics, through one offset log"
+    );
+    assert_exactly_once(&lake, &BTreeMap::new(), &everything).await;
+    for (topic, posts) in &per_topic {
+        assert_eq!(
+            bronze_rows_of(&lake, topic).await,
+            synth_good_count(posts),
+            "{topic}"
+        );
+    }
+    let lag = reports.last().unwrap()["lag"].as_object().unwrap().clone();
+    assert_eq!(
+        lag.len(),
+        PARTITIONS as usize + 2,
+        "a lag per partition of each topic: {lag:?}"
+    );
+    assert!(lag.values().all(|l| l == 0), "{lag:?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -31,7 +31,7 @@ pub async fn produce_bluesky(config: &Config, target: Target<'_>, cursor: Option
         Target::Kafka(config) => {
             tracing::info!(
                 "bluesky -> {} on {}",
-                config.source.kafka.topic,
+                config.source.kafka.publish_topic(),
                 config.source.kafka.connection.bootstrap_servers
             );
             stream(config, &converter, &mut kafka_publisher(config)?, cursor).await?

@@ -20,7 +20,8 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 pub enum Target<'a> {
     Stdout,
     File(&'a Path),
-    /// The configured Kafka topic (`source.bootstrap_servers`, `source.topic`).
+    /// The configured Kafka topic (`source.bootstrap_servers`; `source.topic`, or the first of
+    /// `source.topics`).
     Kafka(&'a Config),
 }
 
@@ -119,10 +120,14 @@ fn write_lines(messages: &mut dyn Iterator<Item = Vec<u8>>, out: impl Write) -> 
     out.flush()
 }
 
-/// A publisher to the configured topic (`source.topic`) over the source's connection.
+/// A publisher to the configured topic (`source.topic`, or the first of `source.topics`) over
+/// the source's connection.
 pub fn kafka_publisher(config: &Config) -> anyhow::Result<KafkaPublisher> {
     let kafka = &config.source.kafka;
-    Ok(KafkaPublisher::connect(&kafka.connection, &kafka.topic)?)
+    Ok(KafkaPublisher::connect(
+        &kafka.connection,
+        &kafka.publish_topic(),
+    )?)
 }
 
 /// Publishes to the configured topic, key = post id; reports throughput every few seconds.
@@ -151,7 +156,7 @@ fn publish(messages: &mut dyn Iterator<Item = Vec<u8>>, config: &Config) -> anyh
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
         "{delivered} messages delivered to {} in {secs:.1} s ({:.0} messages/s, {:.1} MB/s)",
-        config.source.kafka.topic,
+        config.source.kafka.publish_topic(),
         delivered as f64 / secs,
         bytes as f64 / 1e6 / secs
     );

@@ -39,7 +39,7 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
     };
     tracing::info!(
         "x stream -> {} on {}",
-        config.source.kafka.topic,
+        config.source.kafka.publish_topic(),
         config.source.kafka.connection.bootstrap_servers
     );
     if x.backfill_minutes > 0 {
@@ -61,7 +61,7 @@ pub async fn produce_x(config: &Config) -> anyhow::Result<()> {
          attempts, {} disconnect messages",
         stats.posts,
         stats.malformed,
-        config.source.kafka.topic,
+        config.source.kafka.publish_topic(),
         stats.connections,
         stats.failed_attempts,
         stats.disconnect_messages

@@ -117,7 +117,7 @@ impl KafkaFailure {
     /// What to fix, as the end of an error line.
     pub fn hint(self) -> &'static str {
         match self {
-            Self::TopicMissing => " (the topic does not exist, or was deleted: create it, or fix source.topic)",
+            Self::TopicMissing => " (the topic does not exist, or was deleted: create it, or fix source.topic / source.topics)",
             Self::AuthenticationFailed => {
                 " (the broker refused the credentials: check the sasl.* / ssl.* entries of source.kafka_options)"
             }

@@ -16,6 +16,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -37,12 +38,19 @@ const EVENT_WAIT: Duration = Duration::from_millis(200);
 /// How soon librdkafka fetches again after its read-ahead queue was full.
 const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
+/// The topic read when neither `source.topic` nor `source.topics` is set.
+pub const DEFAULT_TOPIC: &str = "x-posts";
+
 /// The Kafka source's settings (`source.*` keys in the config file).
 #[derive(Debug, Clone)]
 pub struct KafkaSourceConfig {
     /// `source.bootstrap_servers` and `source.kafka_options`: shared with every Kafka client.
     pub connection: KafkaConnection,
-    pub topic: String,
+    /// `source.topic`: the one topic read.
+    pub topic: Option<String>,
+    /// `source.topics`: several topics read as one pipeline, through one offset log. Set this or
+    /// `topic`, not both.
+    pub topics: Option<Vec<String>>,
     pub group_id: String,
     /// Where a partition the offset log has never seen starts.
     pub starting_offsets: StartingOffsets,
@@ -57,7 +65,8 @@ impl Default for KafkaSourceConfig {
     fn default() -> Self {
         Self {
             connection: KafkaConnection::default(),
-            topic: "x-posts".into(),
+            topic: None,
+            topics: None,
             group_id: "tweetlake".into(),
             starting_offsets: StartingOffsets::Earliest,
             fail_on_data_loss: true,
@@ -68,14 +77,75 @@ impl Default for KafkaSourceConfig {
 
 impl KafkaSourceConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
-        if self.topic.is_empty() {
-            return Err(InvalidSetting::new("topic", "name the topic to read"));
-        }
+        self.validate_topics()?;
         if self.group_id.is_empty() {
             return Err(InvalidSetting::new("group_id", "name the consumer group"));
         }
         Ok(())
     }
+
+    /// One of `topic` and `topics`, naming topics that exist at most once each.
+    pub fn validate_topics(&self) -> Result<(), InvalidSetting> {
+        match (&self.topic, &self.topics) {
+            (Some(_), Some(_)) => Err(InvalidSetting::new(
+                "topics",
+                "source.topic is set too: set one of them (list every topic in source.topics)",
+            )),
+            (Some(topic), None) if topic.is_empty() => {
+                Err(InvalidSetting::new("topic", "name the topic to read"))
+            }
+            (None, Some(topics)) => {
+                check_topic_list(topics).map_err(|message| InvalidSetting::new("topics", message))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The topics to read, in the order configured.
+    pub fn topic_names(&self) -> Vec<String> {
+        match (&self.topics, &self.topic) {
+            (Some(topics), _) => topics.clone(),
+            (None, Some(topic)) => vec![topic.clone()],
+            (None, None) => vec![DEFAULT_TOPIC.to_string()],
+        }
+    }
+
+    /// The key that named the topics (`topic` or `topics`), for errors that say what to fix.
+    pub fn topics_key(&self) -> &'static str {
+        match self.topics {
+            Some(_) => "topics",
+            None => "topic",
+        }
+    }
+
+    /// Where `produce --kafka` publishes: the one topic, or the first of `source.topics`.
+    pub fn publish_topic(&self) -> String {
+        let first = self.topic_names().into_iter().next();
+        first.unwrap_or_else(|| DEFAULT_TOPIC.to_string())
+    }
+
+    /// Reads, and publishes to, `topic` alone: what a `--topic` option asks for.
+    pub fn use_only_topic(&mut self, topic: String) {
+        self.topic = Some(topic);
+        self.topics = None;
+    }
+}
+
+/// Why a `source.topics` list is refused: empty, an empty name, or a topic listed twice.
+fn check_topic_list(topics: &[String]) -> Result<(), String> {
+    if topics.is_empty() {
+        return Err("name at least one topic".into());
+    }
+    let mut seen = BTreeSet::new();
+    for topic in topics {
+        if topic.is_empty() {
+            return Err("a topic name is empty".into());
+        }
+        if !seen.insert(topic) {
+            return Err(format!("`{topic}` is listed twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Where a partition with no offset-log entry starts: `earliest`, `latest` or an RFC 3339 time.
@@ -177,7 +247,7 @@ fn client_error(refusals: &Refusals, error: KafkaError, reason: &str) {
 /// Tracks the partitions the group gave this member; rebalance callbacks run inside `recv`.
 #[derive(Default)]
 pub struct GroupContext {
-    assigned: Mutex<BTreeSet<i32>>,
+    assigned: Mutex<BTreeSet<TopicPartition>>,
     generation: AtomicU64,
     refusals: Arc<Refusals>,
 }
@@ -207,18 +277,48 @@ impl ConsumerContext for GroupContext {
         let mut assigned = self.assigned.lock().expect("assignment lock");
         match rebalance {
             Rebalance::Assign(list) => {
-                assigned.extend(list.elements().iter().map(|e| e.partition()));
-                tracing::info!("kafka: assigned partitions {:?}", assigned);
+                assigned.extend(list.elements().iter().map(element_partition));
+                tracing::info!("kafka: assigned partitions {}", listed(&assigned));
             }
             Rebalance::Revoke(list) => {
                 for element in list.elements() {
-                    assigned.remove(&element.partition());
+                    assigned.remove(&element_partition(&element));
                 }
-                tracing::info!("kafka: partitions revoked, now own {:?}", assigned);
+                tracing::info!("kafka: partitions revoked, now own {}", listed(&assigned));
             }
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance failed: {e}"),
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn element_partition(element: &TopicPartitionListElem<'_>) -> TopicPartition {
+    TopicPartition {
+        topic: element.topic().to_string(),
+        partition: element.partition(),
+    }
+}
+
+/// `x-posts[0], x-posts[1]` (or `none`), for logs.
+fn listed(partitions: &BTreeSet<TopicPartition>) -> String {
+    if partitions.is_empty() {
+        return "none".into();
+    }
+    let names: Vec<String> = partitions.iter().map(ToString::to_string).collect();
+    names.join(", ")
+}
+
+/// A partition of one of the source's topics, the topic given by its index in the source's
+/// list: cheap to copy and compare for every record, where a `TopicPartition` clones a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct PartitionKey {
+    topic: usize,
+    partition: i32,
+}
+
+impl PartitionKey {
+    fn topic_in(self, topics: &[String]) -> &str {
+        &topics[self.topic]
     }
 }
 
@@ -230,14 +330,17 @@ pub struct KafkaSource {
     client_config: ClientConfig,
     /// Shared by every client of this source.
     refusals: Arc<Refusals>,
-    topic: String,
+    /// Every topic read, in the configured order; a [`PartitionKey`] indexes it.
+    topics: Vec<String>,
+    /// The setting that named the topics (`topic` or `topics`), for errors.
+    topics_key: &'static str,
     bootstrap: String,
     starting_offsets: StartingOffsets,
     fail_on_data_loss: bool,
     assignment_timeout: Duration,
     /// The offset the consumer delivers next per partition, where this source is sure of it
     /// (after a seek or a delivered record); others are sought before reading.
-    fetch_positions: HashMap<i32, i64>,
+    fetch_positions: HashMap<PartitionKey, i64>,
     lag: BTreeMap<TopicPartition, i64>,
 }
 
@@ -247,10 +350,10 @@ fn kafka_error(context: &'static str) -> impl FnOnce(KafkaError) -> SourceError 
 }
 
 impl KafkaSource {
-    /// Joins the consumer group for `config.topic`, after checking the broker answers and the
-    /// topic exists (both are one-line errors naming the setting to fix). librdkafka fetches up
-    /// to `batch_bytes` ahead in the background, so the next batch arrives while this one is
-    /// processed.
+    /// Joins the consumer group for the configured topics, after checking the broker answers
+    /// and every topic exists (both are one-line errors naming the setting to fix). librdkafka
+    /// fetches up to `batch_bytes` ahead in the background, so the next batch arrives while
+    /// this one is processed.
     pub async fn connect(
         config: &KafkaSourceConfig,
         batch_bytes: usize,
@@ -287,7 +390,8 @@ impl KafkaSource {
             lookup: Arc::new(lookup),
             client_config,
             refusals,
-            topic: config.topic.clone(),
+            topics: config.topic_names(),
+            topics_key: config.topics_key(),
             bootstrap: config.connection.bootstrap_servers.clone(),
             starting_offsets: config.starting_offsets.clone(),
             fail_on_data_loss: config.fail_on_data_loss,
@@ -295,18 +399,25 @@ impl KafkaSource {
             fetch_positions: HashMap::new(),
             lag: BTreeMap::new(),
         };
-        source.topic_partitions().await?;
+        source.all_partitions().await?;
+        let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
         source
             .consumer
-            .subscribe(&[&source.topic])
+            .subscribe(&topics)
             .map_err(kafka_error("cannot subscribe"))?;
         Ok(source)
     }
 
-    fn tp(&self, partition: i32) -> TopicPartition {
+    /// The key of `topic`'s `partition`; `None` for a topic this source does not read.
+    fn key_of(&self, topic: &str, partition: i32) -> Option<PartitionKey> {
+        let topic = self.topics.iter().position(|t| t == topic)?;
+        Some(PartitionKey { topic, partition })
+    }
+
+    fn topic_partition(&self, key: PartitionKey) -> TopicPartition {
         TopicPartition {
-            topic: self.topic.clone(),
-            partition,
+            topic: self.topics[key.topic].clone(),
+            partition: key.partition,
         }
     }
 
@@ -332,42 +443,43 @@ impl KafkaSource {
         result.map_err(|error| self.refusals.error().unwrap_or(error))
     }
 
-    /// Every partition of the topic, which also proves the broker answers.
-    async fn topic_partitions(&self) -> Result<Vec<i32>, SourceError> {
-        let (topic, bootstrap) = (self.topic.clone(), self.bootstrap.clone());
+    /// Every partition of every topic, which also proves the broker answers and each topic
+    /// exists.
+    async fn all_partitions(&self) -> Result<Vec<PartitionKey>, SourceError> {
+        let (topics, key, bootstrap) = (self.topics.clone(), self.topics_key, self.bootstrap.clone());
         self.blocking(move |consumer| {
-            let metadata = consumer
-                .fetch_metadata(Some(&topic), BROKER_TIMEOUT)
-                .map_err(|source| SourceError::Unreachable {
-                    bootstrap: bootstrap.clone(),
-                    source,
-                })?;
-            let partitions: Vec<i32> = metadata
-                .topics()
-                .iter()
-                .filter(|t| t.name() == topic && t.error().is_none())
-                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-                .collect();
-            if partitions.is_empty() {
-                return Err(SourceError::TopicMissing { topic, bootstrap });
+            let mut all = Vec::new();
+            for (index, topic) in topics.iter().enumerate() {
+                let partitions = partitions_of(consumer, topic, &bootstrap)?;
+                if partitions.is_empty() {
+                    return Err(SourceError::TopicMissing {
+                        topic: topic.clone(),
+                        key,
+                        bootstrap,
+                    });
+                }
+                all.extend(partitions.into_iter().map(|partition| PartitionKey {
+                    topic: index,
+                    partition,
+                }));
             }
-            Ok(partitions)
+            Ok(all)
         })
         .await
     }
 
-    fn assigned(&self) -> BTreeSet<i32> {
-        self.consumer
-            .context()
-            .assigned
-            .lock()
-            .expect("assignment lock")
-            .clone()
+    /// The partitions the group gave this member.
+    fn assigned(&self) -> BTreeSet<PartitionKey> {
+        let assigned = self.consumer.context().assigned.lock().expect("assignment lock");
+        assigned
+            .iter()
+            .filter_map(|tp| self.key_of(&tp.topic, tp.partition))
+            .collect()
     }
 
     /// Polls the consumer (which runs rebalance callbacks) until the group assigns partitions.
     /// Records delivered meanwhile are dropped: every read seeks first.
-    async fn await_assignment(&mut self) -> Result<BTreeSet<i32>, SourceError> {
+    async fn await_assignment(&mut self) -> Result<BTreeSet<PartitionKey>, SourceError> {
         let deadline = Instant::now() + self.assignment_timeout;
         while self.assigned().is_empty() && Instant::now() < deadline {
             let wait = deadline.saturating_duration_since(Instant::now());
@@ -376,14 +488,16 @@ impl KafkaSource {
                 refused = self.refusals.reported() => return Err(refused),
             };
             if let Ok(Ok(message)) = received {
-                self.fetch_positions.remove(&message.partition());
+                if let Some(key) = self.key_of(message.topic(), message.partition()) {
+                    self.fetch_positions.remove(&key);
+                }
             }
         }
         let assigned = self.assigned();
         if assigned.is_empty() {
             tracing::warn!(
                 "kafka: no partition of `{}` assigned within {:?}: other members of the group hold them all",
-                self.topic,
+                self.topics.join("`, `"),
                 self.assignment_timeout
             );
         }
@@ -392,30 +506,40 @@ impl KafkaSource {
 
     /// The offset where each partition ends now. Asks for the high watermark, then reads on
     /// to the partition's end-of-file event: some brokers under-report the watermark.
-    async fn true_ends(&self, partitions: Vec<i32>) -> Result<Positions, SourceError> {
-        let (config, topic) = (self.client_config.clone(), self.topic.clone());
+    async fn true_ends(&self, partitions: Vec<PartitionKey>) -> Result<Positions, SourceError> {
+        let (config, topics) = (self.client_config.clone(), self.topics.clone());
         let refusals = self.refusals.clone();
         let ends = self
-            .blocking(move |_| probe_ends(&config, &topic, &partitions, refusals))
+            .blocking(move |_| probe_ends(&config, &topics, &partitions, refusals))
             .await?;
-        Ok(ends.into_iter().map(|(p, end)| (self.tp(p), end)).collect())
+        Ok(ends
+            .into_iter()
+            .map(|(key, end)| (self.topic_partition(key), end))
+            .collect())
     }
 
-    async fn starting_positions(&self, partitions: Vec<i32>) -> Result<Positions, SourceError> {
+    async fn starting_positions(&self, partitions: Vec<PartitionKey>) -> Result<Positions, SourceError> {
         match self.starting_offsets {
             StartingOffsets::Latest => self.true_ends(partitions).await,
             StartingOffsets::Earliest => {
                 let lows = self.watermarks(partitions).await?;
-                Ok(lows.into_iter().map(|(p, (low, _))| (self.tp(p), low)).collect())
+                Ok(lows
+                    .into_iter()
+                    .map(|(key, (low, _))| (self.topic_partition(key), low))
+                    .collect())
             }
             StartingOffsets::Timestamp(millis) => {
-                let topic = self.topic.clone();
+                let topics = self.topics.clone();
                 let found = self
                     .blocking(move |consumer| {
                         let mut list = TopicPartitionList::new();
-                        for &p in &partitions {
-                            list.add_partition_offset(&topic, p, Offset::Offset(millis))
-                                .map_err(kafka_error("offsets for timestamp"))?;
+                        for key in &partitions {
+                            list.add_partition_offset(
+                                key.topic_in(&topics),
+                                key.partition,
+                                Offset::Offset(millis),
+                            )
+                            .map_err(kafka_error("offsets for timestamp"))?;
                         }
                         consumer
                             .offsets_for_times(list, BROKER_TIMEOUT)
@@ -426,8 +550,8 @@ impl KafkaSource {
                 let mut past_end = Vec::new();
                 for element in found.elements() {
                     match element.offset() {
-                        Offset::Offset(o) => drop(positions.insert(self.tp(element.partition()), o)),
-                        _ => past_end.push(element.partition()),
+                        Offset::Offset(o) => drop(positions.insert(element_partition(&element), o)),
+                        _ => past_end.extend(self.key_of(element.topic(), element.partition())),
                     }
                 }
                 positions.extend(self.true_ends(past_end).await?);
@@ -436,15 +560,18 @@ impl KafkaSource {
         }
     }
 
-    async fn watermarks(&self, partitions: Vec<i32>) -> Result<BTreeMap<i32, (i64, i64)>, SourceError> {
-        let topic = self.topic.clone();
+    async fn watermarks(
+        &self,
+        partitions: Vec<PartitionKey>,
+    ) -> Result<BTreeMap<PartitionKey, (i64, i64)>, SourceError> {
+        let topics = self.topics.clone();
         self.blocking(move |consumer| {
             partitions
                 .iter()
-                .map(|&p| {
+                .map(|&key| {
                     consumer
-                        .fetch_watermarks(&topic, p, BROKER_TIMEOUT)
-                        .map(|w| (p, w))
+                        .fetch_watermarks(key.topic_in(&topics), key.partition, BROKER_TIMEOUT)
+                        .map(|w| (key, w))
                         .map_err(kafka_error("watermarks"))
                 })
                 .collect()
@@ -454,37 +581,41 @@ impl KafkaSource {
 
     /// Seeks every partition whose fetch position is not `from`; checks no record the batch
     /// needs was deleted by retention.
-    async fn seek_all(&mut self, from: &BTreeMap<i32, i64>) -> Result<BTreeMap<i32, i64>, SourceError> {
-        let stale: Vec<i32> = from
+    async fn seek_all(
+        &mut self,
+        from: &BTreeMap<PartitionKey, i64>,
+    ) -> Result<BTreeMap<PartitionKey, i64>, SourceError> {
+        let stale: Vec<PartitionKey> = from
             .iter()
-            .filter(|(p, o)| self.fetch_positions.get(p) != Some(o))
-            .map(|(p, _)| *p)
+            .filter(|(key, o)| self.fetch_positions.get(key) != Some(o))
+            .map(|(key, _)| *key)
             .collect();
         let mut from = from.clone();
         if stale.is_empty() {
             return Ok(from);
         }
-        for (p, (low, _)) in self.watermarks(stale.clone()).await? {
-            let wanted = from[&p];
+        for (key, (low, _)) in self.watermarks(stale.clone()).await? {
+            let wanted = from[&key];
             if wanted < low {
-                let lost = format!("{}[{p}] offsets {wanted}..{low}", self.topic);
+                let lost = format!("{} offsets {wanted}..{low}", self.topic_partition(key));
                 if self.fail_on_data_loss {
                     return Err(SourceError::DataLost(lost));
                 }
                 tracing::warn!("kafka: {lost} were deleted by retention before being read: skipping them");
-                from.insert(p, low);
+                from.insert(key, low);
             }
         }
-        for p in stale {
-            let offset = from[&p];
+        for key in stale {
+            let offset = from[&key];
+            let topic = key.topic_in(&self.topics);
             match self
                 .consumer
-                .seek(&self.topic, p, Offset::Offset(offset), BROKER_TIMEOUT)
+                .seek(topic, key.partition, Offset::Offset(offset), BROKER_TIMEOUT)
             {
-                Ok(()) => drop(self.fetch_positions.insert(p, offset)),
+                Ok(()) => drop(self.fetch_positions.insert(key, offset)),
                 Err(e) => tracing::debug!(
-                    "kafka: seek {}[{p}] to {offset} failed, filtering instead: {e}",
-                    self.topic
+                    "kafka: seek {topic}[{}] to {offset} failed, filtering instead: {e}",
+                    key.partition
                 ),
             }
         }
@@ -493,8 +624,8 @@ impl KafkaSource {
 
     /// The high watermark of the latest fetch response: no round trip, and right even on
     /// brokers whose ListOffsets answer is not.
-    fn cached_high_watermark(&self, partition: i32) -> Option<i64> {
-        let topic = std::ffi::CString::new(self.topic.as_str()).ok()?;
+    fn cached_high_watermark(&self, key: PartitionKey) -> Option<i64> {
+        let topic = std::ffi::CString::new(key.topic_in(&self.topics)).ok()?;
         let (mut low, mut high) = (-1i64, -1i64);
         // SAFETY: the client pointer lives as long as `self.consumer`; the out pointers are
         // valid locals; librdkafka only reads the topic name.
@@ -502,7 +633,7 @@ impl KafkaSource {
             rdkafka::bindings::rd_kafka_get_watermark_offsets(
                 self.consumer.client().native_ptr(),
                 topic.as_ptr(),
-                partition,
+                key.partition,
                 &mut low,
                 &mut high,
             )
@@ -511,13 +642,33 @@ impl KafkaSource {
             .then_some(high)
     }
 
-    fn partition_offsets(&self, positions: &Positions) -> BTreeMap<i32, i64> {
+    /// The positions of this source's topics, by key.
+    fn partition_offsets(&self, positions: &Positions) -> BTreeMap<PartitionKey, i64> {
         positions
             .iter()
-            .filter(|(tp, _)| tp.topic == self.topic)
-            .map(|(tp, o)| (tp.partition, *o))
+            .filter_map(|(tp, o)| Some((self.key_of(&tp.topic, tp.partition)?, *o)))
             .collect()
     }
+}
+
+/// The partition numbers of `topic`; none when it does not exist.
+fn partitions_of(
+    consumer: &BaseConsumer<ProbeContext>,
+    topic: &str,
+    bootstrap: &str,
+) -> Result<Vec<i32>, SourceError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), BROKER_TIMEOUT)
+        .map_err(|source| SourceError::Unreachable {
+            bootstrap: bootstrap.to_string(),
+            source,
+        })?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
 }
 
 /// librdkafka's local queue size for a read-ahead of one batch, within librdkafka's bounds
@@ -541,8 +692,38 @@ pub fn quiet_consumer(
         .map_err(kafka_error("cannot create the Kafka lookup client"))
 }
 
-/// Reads from each partition's high watermark to its end-of-file event.
+/// Where each of `partitions` ends, probed topic by topic: the end-of-file event names only
+/// the partition number.
 fn probe_ends(
+    config: &ClientConfig,
+    topics: &[String],
+    partitions: &[PartitionKey],
+    refusals: Arc<Refusals>,
+) -> Result<BTreeMap<PartitionKey, i64>, SourceError> {
+    let mut ends = BTreeMap::new();
+    for (index, topic) in topics.iter().enumerate() {
+        let numbers: Vec<i32> = partitions
+            .iter()
+            .filter(|key| key.topic == index)
+            .map(|key| key.partition)
+            .collect();
+        if numbers.is_empty() {
+            continue;
+        }
+        let found = probe_topic_ends(config, topic, &numbers, refusals.clone())?;
+        ends.extend(found.into_iter().map(|(partition, end)| {
+            let key = PartitionKey {
+                topic: index,
+                partition,
+            };
+            (key, end)
+        }));
+    }
+    Ok(ends)
+}
+
+/// Reads from each partition's high watermark to its end-of-file event.
+fn probe_topic_ends(
     config: &ClientConfig,
     topic: &str,
     partitions: &[i32],
@@ -585,13 +766,13 @@ fn probe_ends(
 /// Per-partition progress of one read.
 struct ReadState {
     builder: RawBatchBuilder,
-    expected: BTreeMap<i32, i64>,
+    expected: BTreeMap<PartitionKey, i64>,
     /// Partitions that need nothing more in this read (snapshot or range end, or end of data).
-    done: BTreeSet<i32>,
+    done: BTreeSet<PartitionKey>,
 }
 
 impl ReadState {
-    fn new(from: BTreeMap<i32, i64>) -> Self {
+    fn new(from: BTreeMap<PartitionKey, i64>) -> Self {
         Self {
             builder: RawBatchBuilder::default(),
             expected: from,
@@ -600,7 +781,7 @@ impl ReadState {
     }
 
     fn all_done(&self) -> bool {
-        self.expected.keys().all(|p| self.done.contains(p))
+        self.expected.keys().all(|key| self.done.contains(key))
     }
 }
 
@@ -620,7 +801,7 @@ impl KafkaSource {
     async fn fill(
         &mut self,
         state: &mut ReadState,
-        end_of: impl Fn(i32) -> i64,
+        end_of: impl Fn(PartitionKey) -> i64,
         read_end: ReadEnd,
         full: impl Fn(&RawBatchBuilder) -> bool,
     ) -> Result<(), SourceError> {
@@ -649,9 +830,9 @@ impl KafkaSource {
             match received {
                 Ok(message) => self.accept(state, &message, &end_of),
                 Err(KafkaError::PartitionEOF(p)) => {
-                    let at_end = self.fetch_positions.get(&p) == state.expected.get(&p);
-                    if matches!(read_end, ReadEnd::EndOfData) && at_end {
-                        state.done.insert(p);
+                    if matches!(read_end, ReadEnd::EndOfData) {
+                        let ended = self.ended_partitions(state, p);
+                        state.done.extend(ended);
                     }
                 }
                 Err(error) => self.consume_error(error).await?,
@@ -660,38 +841,63 @@ impl KafkaSource {
         Ok(())
     }
 
+    /// The partitions of the read that an end-of-partition event for partition number `p`
+    /// ends: those read up to where the consumer stands. rdkafka's event keeps the number but
+    /// not the topic, so with several topics the high watermark of the latest fetch confirms
+    /// which of them is really at its end.
+    fn ended_partitions(&self, state: &ReadState, p: i32) -> Vec<PartitionKey> {
+        let one_topic = self.topics.len() == 1;
+        state
+            .expected
+            .iter()
+            .filter(|&(&key, &offset)| {
+                key.partition == p
+                    && self.fetch_positions.get(&key) == Some(&offset)
+                    && (one_topic || self.cached_high_watermark(key).is_some_and(|high| high <= offset))
+            })
+            .map(|(&key, _)| key)
+            .collect()
+    }
+
     /// Adds `message` to the read if it is the next record a partition needs.
-    fn accept(&mut self, state: &mut ReadState, message: &BorrowedMessage<'_>, end_of: impl Fn(i32) -> i64) {
-        let p = message.partition();
-        let Some(&expected) = state.expected.get(&p) else {
-            self.fetch_positions.remove(&p); // not asked for: its position is now unknown
+    fn accept(
+        &mut self,
+        state: &mut ReadState,
+        message: &BorrowedMessage<'_>,
+        end_of: impl Fn(PartitionKey) -> i64,
+    ) {
+        let Some(key) = self.key_of(message.topic(), message.partition()) else {
+            return;
+        };
+        let Some(&expected) = state.expected.get(&key) else {
+            self.fetch_positions.remove(&key); // not asked for: its position is now unknown
             return;
         };
         let offset = message.offset();
-        if offset < expected || state.done.contains(&p) {
+        if offset < expected || state.done.contains(&key) {
             if offset >= expected {
-                self.fetch_positions.remove(&p);
+                self.fetch_positions.remove(&key);
             }
             return;
         }
-        if offset >= end_of(p) {
-            self.fetch_positions.remove(&p);
-            state.done.insert(p);
+        if offset >= end_of(key) {
+            self.fetch_positions.remove(&key);
+            state.done.insert(key);
             return;
         }
         let timestamp = message.timestamp().to_millis().map(|ms| ms * 1000);
         state.builder.push(
             message.topic(),
-            p,
+            key.partition,
             offset,
             timestamp,
             message.key(),
             message.payload(),
         );
-        state.expected.insert(p, offset + 1);
-        self.fetch_positions.insert(p, offset + 1);
-        if offset + 1 >= end_of(p) {
-            state.done.insert(p);
+        state.expected.insert(key, offset + 1);
+        self.fetch_positions.insert(key, offset + 1);
+        if offset + 1 >= end_of(key) {
+            state.done.insert(key);
         }
     }
 
@@ -701,7 +907,7 @@ impl KafkaSource {
     async fn consume_error(&self, error: KafkaError) -> Result<(), SourceError> {
         match KafkaFailure::of(&error) {
             KafkaFailure::Transient => {}
-            KafkaFailure::TopicMissing => self.topic_partitions().await.map(drop)?,
+            KafkaFailure::TopicMissing => self.all_partitions().await.map(drop)?,
             _ => return Err(kafka_error("reading")(error)),
         }
         tracing::warn!("kafka: {error}");
@@ -711,7 +917,7 @@ impl KafkaSource {
 
 impl Source for KafkaSource {
     fn describe(&self) -> String {
-        format!("kafka:{}/{}", self.bootstrap, self.topic)
+        format!("kafka:{}/{}", self.bootstrap, self.topics.join(","))
     }
 
     async fn initial_positions(&mut self) -> Result<Positions, SourceError> {
@@ -720,7 +926,7 @@ impl Source for KafkaSource {
     }
 
     async fn end_positions(&mut self) -> Result<Positions, SourceError> {
-        let partitions = self.topic_partitions().await?;
+        let partitions = self.all_partitions().await?;
         self.true_ends(partitions).await
     }
 
@@ -732,15 +938,15 @@ impl Source for KafkaSource {
         let start = self.seek_all(&self.partition_offsets(from)).await?;
         let until = limits.until.as_ref().map(|u| self.partition_offsets(u));
         let mut state = ReadState::new(start.clone());
-        let end_of = |p: i32| {
+        let end_of = |key: PartitionKey| {
             until
                 .as_ref()
-                .and_then(|u| u.get(&p).copied())
+                .and_then(|u| u.get(&key).copied())
                 .unwrap_or(i64::MAX)
         };
-        for (&p, &offset) in &start {
-            if offset >= end_of(p) {
-                state.done.insert(p);
+        for (&key, &offset) in &start {
+            if offset >= end_of(key) {
+                state.done.insert(key);
             }
         }
         let (max_records, max_bytes) = (limits.max_records, limits.max_bytes);
@@ -749,11 +955,11 @@ impl Source for KafkaSource {
         self.fill(&mut state, end_of, read_end, full).await?;
         let ranges = start
             .iter()
-            .map(|(&p, &s)| OffsetRange {
-                topic: self.topic.clone(),
-                partition: p,
-                start: s,
-                end: state.expected[&p],
+            .map(|(&key, &start)| OffsetRange {
+                topic: self.topics[key.topic].clone(),
+                partition: key.partition,
+                start,
+                end: state.expected[&key],
             })
             .collect();
         Ok(SourceBatch {
@@ -763,26 +969,27 @@ impl Source for KafkaSource {
     }
 
     async fn read_ranges(&mut self, ranges: &[OffsetRange]) -> Result<RecordBatch, SourceError> {
-        let wanted: BTreeMap<i32, (i64, i64)> = ranges
+        let wanted: BTreeMap<PartitionKey, (i64, i64)> = ranges
             .iter()
-            .filter(|r| r.topic == self.topic && r.end > r.start)
-            .map(|r| (r.partition, (r.start, r.end)))
+            .filter(|r| r.end > r.start)
+            .filter_map(|r| Some((self.key_of(&r.topic, r.partition)?, (r.start, r.end))))
             .collect();
-        let starts: BTreeMap<i32, i64> = wanted.iter().map(|(&p, &(s, _))| (p, s)).collect();
+        let starts: BTreeMap<PartitionKey, i64> = wanted.iter().map(|(&key, &(s, _))| (key, s)).collect();
         let fail_on_data_loss = std::mem::replace(&mut self.fail_on_data_loss, true);
         let sought = self.seek_all(&starts).await;
         self.fail_on_data_loss = fail_on_data_loss;
         let start = sought?;
         let mut state = ReadState::new(start);
-        self.fill(&mut state, |p| wanted[&p].1, ReadEnd::EndOfData, |_| false)
+        self.fill(&mut state, |key| wanted[&key].1, ReadEnd::EndOfData, |_| false)
             .await?;
-        if let Some((p, _)) = state
+        if let Some((key, _)) = state
             .expected
             .iter()
-            .find(|(p, o)| **o < wanted[p].1 && !state.done.contains(p))
+            .find(|(key, o)| **o < wanted[key].1 && !state.done.contains(key))
         {
+            let (start, end) = wanted[key];
             return Err(SourceError::RangeUnreadable {
-                range: format!("{}[{p}] {}..{}", self.topic, wanted[p].0, wanted[p].1),
+                range: format!("{} {start}..{end}", self.topic_partition(*key)),
                 within: IDLE_TIMEOUT,
             });
         }
@@ -792,8 +999,8 @@ impl Source for KafkaSource {
     async fn commit_positions(&mut self, positions: &Positions) -> Result<(), SourceError> {
         let offsets = self.partition_offsets(positions);
         let mut list = TopicPartitionList::new();
-        for (&p, &o) in &offsets {
-            list.add_partition_offset(&self.topic, p, Offset::Offset(o))
+        for (&key, &o) in &offsets {
+            list.add_partition_offset(key.topic_in(&self.topics), key.partition, Offset::Offset(o))
                 .map_err(kafka_error("commit offsets"))?;
         }
         if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
@@ -802,9 +1009,9 @@ impl Source for KafkaSource {
         }
         self.lag = offsets
             .iter()
-            .filter_map(|(&p, &position)| {
-                let high = self.cached_high_watermark(p)?;
-                Some((self.tp(p), (high - position).max(0)))
+            .filter_map(|(&key, &position)| {
+                let high = self.cached_high_watermark(key)?;
+                Some((self.topic_partition(key), (high - position).max(0)))
             })
             .collect();
         Ok(())

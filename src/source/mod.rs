@@ -21,7 +21,7 @@ use rdkafka::error::KafkaError;
 use serde::{Deserialize, Serialize};
 
 use crate::kafka::{KafkaConnection, KafkaFailure};
-use crate::settings::{duration_text, string_map, InvalidSetting};
+use crate::settings::{duration_text, name_list, string_map, InvalidSetting};
 
 pub use file::{FileSource, FileSourceConfig};
 pub use kafka::{KafkaSource, KafkaSourceConfig, StartingOffsets};
@@ -44,8 +44,13 @@ pub enum SourceError {
     Refused { reason: String, source: KafkaError },
     #[error("kafka: cannot reach Kafka at {bootstrap}: {source} (check source.bootstrap_servers and that the broker runs)")]
     Unreachable { bootstrap: String, source: KafkaError },
-    #[error("kafka: topic `{topic}` does not exist on {bootstrap} (create it, or fix source.topic)")]
-    TopicMissing { topic: String, bootstrap: String },
+    /// `key` is the setting that named the topic: `topic` or `topics`.
+    #[error("kafka: topic `{topic}` does not exist on {bootstrap} (create it, or fix source.{key})")]
+    TopicMissing {
+        topic: String,
+        key: &'static str,
+        bootstrap: String,
+    },
     #[error("kafka: no end-of-partition event for {topic} partitions {partitions}: cannot tell where the data ends")]
     NoEndOfPartition { topic: String, partitions: String },
     #[error("kafka: planned range {range} could not be read again within {within:?}")]
@@ -102,7 +107,8 @@ pub struct SourceConfig {
 impl SourceConfig {
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         match self.kind {
-            SourceKind::File => Ok(()),
+            // `produce --kafka` publishes to the configured topic whatever the kind.
+            SourceKind::File => self.kafka.validate_topics(),
             SourceKind::Kafka => self.kafka.validate(),
         }
     }
@@ -117,7 +123,9 @@ struct SourceSection {
     kind: SourceKind,
     path: PathBuf,
     bootstrap_servers: String,
-    topic: String,
+    topic: Option<String>,
+    #[serde(deserialize_with = "name_list::deserialize_some")]
+    topics: Option<Vec<String>>,
     group_id: String,
     starting_offsets: StartingOffsets,
     fail_on_data_loss: bool,
@@ -135,6 +143,7 @@ impl Default for SourceSection {
             path: file.path,
             bootstrap_servers: kafka.connection.bootstrap_servers,
             topic: kafka.topic,
+            topics: kafka.topics,
             group_id: kafka.group_id,
             starting_offsets: kafka.starting_offsets,
             fail_on_data_loss: kafka.fail_on_data_loss,
@@ -155,6 +164,7 @@ impl From<SourceSection> for SourceConfig {
                     options: section.kafka_options,
                 },
                 topic: section.topic,
+                topics: section.topics,
                 group_id: section.group_id,
                 starting_offsets: section.starting_offsets,
                 fail_on_data_loss: section.fail_on_data_loss,

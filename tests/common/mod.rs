@@ -127,13 +127,41 @@ impl Project {
         storage_options: &BTreeMap<String, String>,
         pipeline: &str,
     ) {
+        let source = format!("topic = {topic:?}\ngroup_id = \"tweetlake-{topic}\"");
+        self.write_kafka_source_config(bootstrap, &source, lake_uri, storage_options, pipeline);
+    }
+
+    /// [`Self::write_kafka_config`] for a source reading several `topics` (`source.topics`).
+    pub fn write_kafka_topics_config(
+        &self,
+        bootstrap: &str,
+        topics: &[&str],
+        lake_uri: &str,
+        pipeline: &str,
+    ) {
+        let source = format!(
+            "topics = {topics:?}\ngroup_id = \"tweetlake-{}\"",
+            topics.join("-")
+        );
+        self.write_kafka_source_config(bootstrap, &source, lake_uri, &BTreeMap::new(), pipeline);
+    }
+
+    /// `source` holds the topic and group keys.
+    fn write_kafka_source_config(
+        &self,
+        bootstrap: &str,
+        source: &str,
+        lake_uri: &str,
+        storage_options: &BTreeMap<String, String>,
+        pipeline: &str,
+    ) {
         let options: String = storage_options
             .iter()
             .map(|(k, v)| format!("{k} = {v:?}\n"))
             .collect();
         let toml = format!(
-            "[source]\nkind = \"kafka\"\nbootstrap_servers = {bootstrap:?}\ntopic = {topic:?}\n\
-             group_id = \"tweetlake-{topic}\"\nassignment_timeout = \"30s\"\n\n\
+            "[source]\nkind = \"kafka\"\nbootstrap_servers = {bootstrap:?}\n{source}\n\
+             assignment_timeout = \"30s\"\n\n\
              [source.kafka_options]\n\"session.timeout.ms\" = \"6000\"\n\n\
              [lake]\nuri = {lake_uri:?}\n\n[lake.storage_options]\n{options}\n\
              [pipeline]\nname = \"test\"\nprogress_log = {:?}\n{pipeline}\n",

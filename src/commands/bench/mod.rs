@@ -194,7 +194,7 @@ pub async fn bench_kafka(
     };
     let mut config = Config::default();
     config.source.kafka.connection.bootstrap_servers = kafka.bootstrap.to_string();
-    config.source.kafka.topic = topic.clone();
+    config.source.kafka.use_only_topic(topic.clone());
     config.pipeline.max_records_per_batch = batch;
     config.pipeline.progress_log = dir.join("progress.ndjson").display().to_string();
     std::fs::create_dir_all(&dir)?;
