@@ -22,6 +22,7 @@ use crate::fault;
 use crate::kafka::PublishError;
 use crate::lake::{Lake, LakeError};
 use crate::maintain::AutoMaintenance;
+use crate::memory::FreedMemory;
 use crate::sink::{CommitOutcome, DeltaSink, SinkError, TableCommit, TableSpec, TableWrite};
 use crate::source::{self, Positions, ReadLimits, Source, SourceError};
 use crate::telemetry;
@@ -97,6 +98,7 @@ pub struct Pipeline<S: Source> {
     log_retention: usize,
     retry: Backoff,
     maintenance: Option<AutoMaintenance>,
+    freed_memory: FreedMemory,
 }
 
 impl<S: Source> Pipeline<S> {
@@ -129,6 +131,7 @@ impl<S: Source> Pipeline<S> {
             log_retention: config.log_retention_batches,
             retry: Backoff::new(config.retry_policy()),
             maintenance: None,
+            freed_memory: FreedMemory::default(),
         })
     }
 
@@ -189,6 +192,7 @@ impl<S: Source> Pipeline<S> {
             };
             if read.ranges.iter().all(|r| r.end == r.start) {
                 telemetry::record_idle_poll();
+                self.freed_memory.idle();
                 if mode == RunMode::Once && self.source.assignment_generation() == generation {
                     break; // nothing more can be read below the snapshot
                 }
@@ -454,7 +458,7 @@ impl<S: Source> Pipeline<S> {
         // Metrics first: whoever sees the progress line finds the batch in them.
         report.record_metrics(&self.dead_letters.table);
         self.progress.report(&report);
-        crate::memory::release_freed_memory();
+        self.freed_memory.batch_done(input_bytes);
         Ok(report)
     }
 }

@@ -244,7 +244,10 @@ impl ModelSet {
                         table: model.name.clone(),
                         source,
                     })?;
-                    (partitions, Some(dedup))
+                    // An anti-join emits its rows from one partition: cut them again so the
+                    // models downstream still run on every core.
+                    let rows: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
+                    (partition(&rows, ctx.copied_config().target_partitions()), Some(dedup))
                 }
                 _ => (partitions, None),
             };
