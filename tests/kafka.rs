@@ -762,6 +762,23 @@ async fn bench_kafka_reports_raw_consume_and_end_to_end_over_the_whole_topic() {
         let rate = row.and_then(|r| r[24..].split_whitespace().nth(1)?.parse::<f64>().ok());
         assert!(rate.is_some_and(|r| r > 0.0), "no rate for {stage}: {table}");
     }
+    for mode in ["group", "manual"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("once start, {mode}")));
+        let seconds: Vec<f64> = row
+            .map(|r| {
+                r[24..]
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            seconds.len() == 2 && seconds.iter().all(|&s| s > 0.0),
+            "no run --once start times for {mode}: {table}"
+        );
+    }
     let progress = std::fs::read_to_string(dir.join("progress.ndjson")).unwrap();
     let rows: i64 = progress
         .lines()
