@@ -926,3 +926,31 @@ fn files_under(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
     }
     files
 }
+
+/// What the docs promise a misconfigured deployment: two manual instances of one pipeline both
+/// read every partition, and the offset log's claims and the Delta `txn` versions still keep
+/// each record once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_manual_instances_of_one_pipeline_still_write_each_record_once() {
+    let Some((topic, posts)) = topic_with_posts(1000, 26).await else {
+        return;
+    };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &lake,
+        &BTreeMap::new(),
+        "max_records_per_batch = 200",
+    );
+    let spawn = || {
+        let mut command = project.command(&["run", "--once"]);
+        command.env(MANUAL.0, MANUAL.1);
+        command.spawn().unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    assert_success(&common::wait_bounded(first));
+    assert_success(&common::wait_bounded(second));
+    assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+}
