@@ -275,6 +275,9 @@ fn client_error(refusals: &Refusals, error: KafkaError, reason: &str) {
 pub struct GroupContext {
     assigned: Mutex<BTreeSet<TopicPartition>>,
     generation: AtomicU64,
+    /// Wakes a wait for the assignment: the callback runs inside `recv`, which itself returns
+    /// only with a record or an event (at an idle partition's end, after a whole fetch wait).
+    rebalanced: Notify,
     refusals: Arc<Refusals>,
 }
 
@@ -315,6 +318,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance failed: {e}"),
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.rebalanced.notify_one();
     }
 }
 
@@ -533,6 +537,7 @@ impl KafkaSource {
             let wait = deadline.saturating_duration_since(Instant::now());
             let received = tokio::select! {
                 received = tokio::time::timeout(wait, self.consumer.recv()) => received,
+                () = self.consumer.context().rebalanced.notified() => continue,
                 refused = self.refusals.reported() => return Err(refused),
             };
             if let Ok(Ok(message)) = received {
