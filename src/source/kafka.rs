@@ -4,8 +4,9 @@
 //! The group (or, manually, the topic's metadata) decides which partitions this instance owns;
 //! the offset log in the lake decides where each one is read from (the group's committed
 //! offsets are only a mirror, for lag tools).
-//! On every read the consumer is sought to the positions the pipeline asks for, and records
-//! outside them are dropped, so a re-delivery after a rebalance never enters a batch twice.
+//! On every read the consumer is sought (manually: assigned) to the positions the pipeline asks
+//! for, and records outside them are dropped, so a re-delivery after a rebalance never enters a
+//! batch twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
