@@ -197,6 +197,7 @@ mod tests {
 
     use super::*;
     use crate::repl::Format;
+    use crate::source::PartitionAssignment;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
         pairs
@@ -291,6 +292,31 @@ mod tests {
             assert_eq!(e.lines().count(), 1, "{e}");
         }
         assert!(error("topic = \"\"\n").contains("config key source.topic:"));
+    }
+
+    #[test]
+    fn source_assignment_is_group_unless_set_to_manual() {
+        let assignment = |toml: &str, vars: &[(&str, &str)]| {
+            Config::from_toml_and_env(&format!("[source]\n{toml}"), "t.toml", env(vars))
+                .map(|c| c.source.kafka.assignment)
+        };
+        assert_eq!(assignment("", &[]).unwrap(), PartitionAssignment::Group);
+        assert_eq!(
+            assignment("assignment = \"manual\"\n", &[]).unwrap(),
+            PartitionAssignment::Manual
+        );
+        let from_env = assignment(
+            "assignment = \"manual\"\n",
+            &[("TWEETLAKE_SOURCE__ASSIGNMENT", "group")],
+        );
+        assert_eq!(from_env.unwrap(), PartitionAssignment::Group);
+        let error = assignment("assignment = \"static\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("source.assignment") && error.contains("manual"),
+            "{error}"
+        );
     }
 
     #[test]

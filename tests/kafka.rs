@@ -276,15 +276,22 @@ async fn once_writes_an_s3_lake_exactly_once() {
     assert_exactly_once(&uri, &options, &posts).await;
 }
 
-async fn crash_then_recover(point: &str, uri: String, options: BTreeMap<String, String>) {
+/// `--once` killed at `point` in batch 1, then run again; `env` configures both runs.
+async fn crash_then_recover(
+    point: &str,
+    uri: String,
+    options: BTreeMap<String, String>,
+    env: &[(&str, &str)],
+) {
     let Some((topic, posts)) = topic_with_posts(600, 7).await else {
         return;
     };
     let project = kafka_project(&topic, &uri, &options, "max_records_per_batch = 200");
     let fault = format!("{point}#1");
-    let crashed = project.run(&["run", "--once"], &[("TWEETLAKE_FAULT", &fault)]);
+    let crashing_env = [env, &[("TWEETLAKE_FAULT", fault.as_str())]].concat();
+    let crashed = project.run(&["run", "--once"], &crashing_env);
     assert_eq!(crashed.status.signal(), Some(9), "{point}: {crashed:?}");
-    assert_success(&project.run(&["run", "--once"], &[]));
+    assert_success(&project.run(&["run", "--once"], env));
     let reports = project.progress();
     assert!(
         reports.iter().any(|r| r["rerun"] == true),
@@ -302,7 +309,7 @@ async fn kill_9_mid_decode_between_tables_and_before_the_marker_keeps_exactly_on
         "before_marker",
     ] {
         let project = Project::new();
-        crash_then_recover(point, project.lake_uri(), BTreeMap::new()).await;
+        crash_then_recover(point, project.lake_uri(), BTreeMap::new(), &[]).await;
     }
 }
 
@@ -311,7 +318,7 @@ async fn kill_9_between_table_commits_on_s3_keeps_exactly_once() {
     let Some((uri, options)) = s3_lake("crash") else {
         return;
     };
-    crash_then_recover("after_commit:silver.tweets", uri, options).await;
+    crash_then_recover("after_commit:silver.tweets", uri, options, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -755,6 +762,23 @@ async fn bench_kafka_reports_raw_consume_and_end_to_end_over_the_whole_topic() {
         let rate = row.and_then(|r| r[24..].split_whitespace().nth(1)?.parse::<f64>().ok());
         assert!(rate.is_some_and(|r| r > 0.0), "no rate for {stage}: {table}");
     }
+    for mode in ["group", "manual"] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("once start, {mode}")));
+        let seconds: Vec<f64> = row
+            .map(|r| {
+                r[24..]
+                    .split_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            seconds.len() == 2 && seconds.iter().all(|&s| s > 0.0),
+            "no run --once start times for {mode}: {table}"
+        );
+    }
     let progress = std::fs::read_to_string(dir.join("progress.ndjson")).unwrap();
     let rows: i64 = progress
         .lines()
@@ -765,4 +789,168 @@ async fn bench_kafka_reports_raw_consume_and_end_to_end_over_the_whole_topic() {
         })
         .sum();
     assert_eq!(rows, 3000, "the end-to-end run read every post once");
+}
+
+/// `source.assignment = manual`, set the way a deployment overrides a key.
+const MANUAL: (&str, &str) = ("TWEETLAKE_SOURCE__ASSIGNMENT", "manual");
+
+#[tokio::test(flavor = "multi_thread")]
+async fn manual_assignment_drains_every_partition_exactly_once_without_joining_the_group() {
+    let Some((topic, posts)) = topic_with_posts(800, 21).await else {
+        return;
+    };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &lake,
+        &BTreeMap::new(),
+        "max_records_per_batch = 300",
+    );
+
+    let output = project.run(&["run", "--once"], &[MANUAL]);
+    assert_success(&output);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("manual assignment: no group join"), "{log}");
+    assert!(
+        !log.contains("kafka: assigned partitions"),
+        "the group assigned nothing: {log}"
+    );
+    assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+    let reports = project.progress();
+    assert!(reports.len() >= 3, "800 records in batches of at most 300");
+    let ends = reached_offsets(&reports);
+    assert_eq!(ends.len(), PARTITIONS as usize, "every partition was read");
+    assert_eq!(ends.values().sum::<i64>(), 800);
+    let committed = committed_offsets(
+        &topic.bootstrap,
+        &format!("tweetlake-{}", topic.name),
+        &topic.name,
+        PARTITIONS,
+    );
+    assert_eq!(
+        committed,
+        ends.values().copied().collect::<Vec<_>>(),
+        "group offsets still mirror the log, for lag tools"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_once_run_with_nothing_new_exits_0_and_writes_nothing() {
+    let Some((topic, posts)) = topic_with_posts(300, 22).await else {
+        return;
+    };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(&topic.bootstrap, &topic.name, &lake, &BTreeMap::new(), "");
+    assert_success(&project.run(&["run", "--once"], &[MANUAL]));
+    let batches = project.progress().len();
+    let log_files = files_under(&project.path("lake"));
+
+    let output = project.run(&["run", "--once"], &[MANUAL]);
+    assert_success(&output);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("done: 0 batches, 0 records"),
+        "{output:?}"
+    );
+    assert_eq!(project.progress().len(), batches, "no batch");
+    assert_eq!(
+        files_under(&project.path("lake")),
+        log_files,
+        "nothing written to the lake"
+    );
+    assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_then_a_manual_rerun_keeps_exactly_once() {
+    for point in ["after_commit:bronze", "before_marker"] {
+        let project = Project::new();
+        crash_then_recover(point, project.lake_uri(), BTreeMap::new(), &[MANUAL]).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn switching_a_lake_from_group_to_manual_assignment_resumes_where_the_offset_log_says() {
+    let Some((topic, mut all_posts)) = topic_with_posts(600, 24).await else {
+        return;
+    };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &lake,
+        &BTreeMap::new(),
+        "max_records_per_batch = 200",
+    );
+    // The group's run commits batch 0 and dies in batch 1: one range finished, one pending.
+    let crashed = project.run(
+        &["run", "--once"],
+        &[("TWEETLAKE_FAULT", "after_commit:bronze#1")],
+    );
+    assert_eq!(crashed.status.signal(), Some(9), "{crashed:?}");
+    let more = posts(400, 25);
+    produce_lines(&topic.bootstrap, &topic.name, PARTITIONS, &more).await;
+    all_posts.extend_from_slice(&more);
+
+    assert_success(&project.run(&["run", "--once"], &[MANUAL]));
+    let reports = project.progress();
+    assert!(
+        reports.iter().any(|r| r["rerun"] == true),
+        "batch 1 was re-run: {reports:?}"
+    );
+    assert_eq!(
+        reached_offsets(&reports).values().sum::<i64>(),
+        1000,
+        "every record was read"
+    );
+    assert_exactly_once(&lake, &BTreeMap::new(), &all_posts).await;
+}
+
+/// Every file under `dir`, with its size: what a run that writes nothing leaves unchanged.
+fn files_under(dir: &std::path::Path) -> BTreeMap<std::path::PathBuf, u64> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let metadata = entry.metadata().unwrap();
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.insert(entry.path(), metadata.len());
+            }
+        }
+    }
+    files
+}
+
+/// What the docs promise a misconfigured deployment: two manual instances of one pipeline both
+/// read every partition, and the offset log's claims and the Delta `txn` versions still keep
+/// each record once.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_manual_instances_of_one_pipeline_still_write_each_record_once() {
+    let Some((topic, posts)) = topic_with_posts(1000, 26).await else {
+        return;
+    };
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(
+        &topic.bootstrap,
+        &topic.name,
+        &lake,
+        &BTreeMap::new(),
+        "max_records_per_batch = 200",
+    );
+    let spawn = || {
+        let mut command = project.command(&["run", "--once"]);
+        command.env(MANUAL.0, MANUAL.1);
+        command.spawn().unwrap()
+    };
+    let (first, second) = (spawn(), spawn());
+    assert_success(&common::wait_bounded(first));
+    assert_success(&common::wait_bounded(second));
+    assert_exactly_once(&lake, &BTreeMap::new(), &posts).await;
 }

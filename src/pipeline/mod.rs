@@ -157,10 +157,17 @@ impl<S: Source> Pipeline<S> {
         let mut generation = self.source.assignment_generation();
         // Not retried: a store that cannot be reached at start is most often a setup mistake,
         // and the one-line error should say so at once.
+        let started = Instant::now();
         let mut positions = self.resync(&mut summary).await?;
+        tracing::debug!(
+            "start: {} partitions positioned in {} ms",
+            positions.len(),
+            started.elapsed().as_millis()
+        );
         let until = match mode {
             RunMode::Once => {
                 let end = self.source.end_positions().await?;
+                tracing::debug!("start: end offsets found in {} ms", started.elapsed().as_millis());
                 self.progress.start_bar(remaining(&positions, &end));
                 Some(end)
             }

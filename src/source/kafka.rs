@@ -1,9 +1,12 @@
-//! A Kafka topic, consumed as a member of a consumer group.
+//! A Kafka topic, consumed as a member of a consumer group, or (manual assignment) reading
+//! every partition directly, without joining the group.
 //!
-//! The group decides which partitions this instance owns; the offset log in the lake decides
-//! where each one is read from (the group's committed offsets are only a mirror, for lag tools).
-//! On every read the consumer is sought to the positions the pipeline asks for, and records
-//! outside them are dropped, so a re-delivery after a rebalance never enters a batch twice.
+//! The group (or, manually, the topic's metadata) decides which partitions this instance owns;
+//! the offset log in the lake decides where each one is read from (the group's committed
+//! offsets are only a mirror, for lag tools).
+//! On every read the consumer is sought (manually: assigned) to the positions the pipeline asks
+//! for, and records outside them are dropped, so a re-delivery after a rebalance never enters a
+//! batch twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +41,11 @@ const EVENT_WAIT: Duration = Duration::from_millis(200);
 /// How soon librdkafka fetches again after its read-ahead queue was full.
 const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
+/// How long the end probe's fetches wait at a partition's end before the broker answers empty:
+/// that answer is the end-of-partition event the probe waits for, and librdkafka's default
+/// (500 ms) would be spent at every `run --once` start.
+const PROBE_FETCH_WAIT_MS: &str = "10";
+
 /// The topic read when neither `source.topic` nor `source.topics` is set.
 pub const DEFAULT_TOPIC: &str = "x-posts";
 
@@ -59,6 +67,24 @@ pub struct KafkaSourceConfig {
     pub fail_on_data_loss: bool,
     /// How long to wait for the group to assign partitions on start.
     pub assignment_timeout: Duration,
+    /// Whether the group assigns the partitions, or this instance takes them all.
+    pub assignment: PartitionAssignment,
+}
+
+/// Who decides which partitions an instance reads (`source.assignment`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PartitionAssignment {
+    /// The consumer group splits the partitions between the running instances. Joining takes
+    /// a few seconds at every start (about half of `session.timeout.ms`).
+    #[default]
+    Group,
+    /// This instance reads every partition of its topics, assigned directly from the topic's
+    /// metadata: no group join, so a start is immediate. For one instance per pipeline: a
+    /// second one would read the same records again and lose every race for the offset log's
+    /// claims (exactly once still holds, the work is wasted). Partitions added to a topic are
+    /// read from the next start.
+    Manual,
 }
 
 impl Default for KafkaSourceConfig {
@@ -71,6 +97,7 @@ impl Default for KafkaSourceConfig {
             starting_offsets: StartingOffsets::Earliest,
             fail_on_data_loss: true,
             assignment_timeout: Duration::from_secs(60),
+            assignment: PartitionAssignment::Group,
         }
     }
 }
@@ -249,6 +276,9 @@ fn client_error(refusals: &Refusals, error: KafkaError, reason: &str) {
 pub struct GroupContext {
     assigned: Mutex<BTreeSet<TopicPartition>>,
     generation: AtomicU64,
+    /// Wakes a wait for the assignment: the callback runs inside `recv`, which itself returns
+    /// only with a record or an event (at an idle partition's end, after a whole fetch wait).
+    rebalanced: Notify,
     refusals: Arc<Refusals>,
 }
 
@@ -289,6 +319,7 @@ impl ConsumerContext for GroupContext {
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance failed: {e}"),
         }
         self.generation.fetch_add(1, Ordering::SeqCst);
+        self.rebalanced.notify_one();
     }
 }
 
@@ -338,6 +369,7 @@ pub struct KafkaSource {
     starting_offsets: StartingOffsets,
     fail_on_data_loss: bool,
     assignment_timeout: Duration,
+    assignment: PartitionAssignment,
     /// The offset the consumer delivers next per partition, where this source is sure of it
     /// (after a seek or a delivered record); others are sought before reading.
     fetch_positions: HashMap<PartitionKey, i64>,
@@ -396,16 +428,36 @@ impl KafkaSource {
             starting_offsets: config.starting_offsets.clone(),
             fail_on_data_loss: config.fail_on_data_loss,
             assignment_timeout: config.assignment_timeout,
+            assignment: config.assignment,
             fetch_positions: HashMap::new(),
             lag: BTreeMap::new(),
         };
-        source.all_partitions().await?;
-        let topics: Vec<&str> = source.topics.iter().map(String::as_str).collect();
-        source
-            .consumer
-            .subscribe(&topics)
-            .map_err(kafka_error("cannot subscribe"))?;
+        let partitions = source.all_partitions().await?;
+        source.take_partitions(partitions)?;
         Ok(source)
+    }
+
+    /// Subscribes to the topics (the group assigns partitions later, inside `recv`), or, with
+    /// manual assignment, owns every one of `partitions` at once. The consumer itself is
+    /// assigned them at the first read, at the offsets the pipeline asks for.
+    fn take_partitions(&self, partitions: Vec<PartitionKey>) -> Result<(), SourceError> {
+        match self.assignment {
+            PartitionAssignment::Group => {
+                let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+                self.consumer
+                    .subscribe(&topics)
+                    .map_err(kafka_error("cannot subscribe"))
+            }
+            PartitionAssignment::Manual => {
+                let mut assigned = self.consumer.context().assigned.lock().expect("assignment lock");
+                assigned.extend(partitions.into_iter().map(|key| self.topic_partition(key)));
+                tracing::info!(
+                    "kafka: reading partitions {} (manual assignment: no group join)",
+                    listed(&assigned)
+                );
+                Ok(())
+            }
+        }
     }
 
     /// The key of `topic`'s `partition`; `None` for a topic this source does not read.
@@ -478,13 +530,15 @@ impl KafkaSource {
     }
 
     /// Polls the consumer (which runs rebalance callbacks) until the group assigns partitions.
-    /// Records delivered meanwhile are dropped: every read seeks first.
+    /// Records delivered meanwhile are dropped: every read seeks first. Returns at once with
+    /// manual assignment, which owns its partitions from the start.
     async fn await_assignment(&mut self) -> Result<BTreeSet<PartitionKey>, SourceError> {
         let deadline = Instant::now() + self.assignment_timeout;
         while self.assigned().is_empty() && Instant::now() < deadline {
             let wait = deadline.saturating_duration_since(Instant::now());
             let received = tokio::select! {
                 received = tokio::time::timeout(wait, self.consumer.recv()) => received,
+                () = self.consumer.context().rebalanced.notified() => continue,
                 refused = self.refusals.reported() => return Err(refused),
             };
             if let Ok(Ok(message)) = received {
@@ -605,6 +659,16 @@ impl KafkaSource {
                 from.insert(key, low);
             }
         }
+        match self.assignment {
+            PartitionAssignment::Group => self.seek_each(stale, &from),
+            PartitionAssignment::Manual => self.assign_at(&from)?,
+        }
+        Ok(from)
+    }
+
+    /// Moves each of `stale` to its offset in `from`; a partition that cannot be sought is
+    /// read from where it stands, and records before its offset are filtered out.
+    fn seek_each(&mut self, stale: Vec<PartitionKey>, from: &BTreeMap<PartitionKey, i64>) {
         for key in stale {
             let offset = from[&key];
             let topic = key.topic_in(&self.topics);
@@ -619,7 +683,25 @@ impl KafkaSource {
                 ),
             }
         }
-        Ok(from)
+    }
+
+    /// Manual assignment: assigns the consumer every owned partition, at its offset in `from`
+    /// or where it stands. A local call that cannot fail the way a seek can, where a
+    /// partition never assigned has no position to filter from. A partition with neither
+    /// waits at the end, fetching nothing old, until a read asks for it.
+    fn assign_at(&mut self, from: &BTreeMap<PartitionKey, i64>) -> Result<(), SourceError> {
+        let mut list = TopicPartitionList::new();
+        let mut positions = HashMap::new();
+        for key in self.assigned() {
+            let known = from.get(&key).or_else(|| self.fetch_positions.get(&key));
+            let offset = known.map_or(Offset::End, |&o| Offset::Offset(o));
+            list.add_partition_offset(key.topic_in(&self.topics), key.partition, offset)
+                .map_err(kafka_error("assign"))?;
+            positions.extend(known.map(|&o| (key, o)));
+        }
+        self.consumer.assign(&list).map_err(kafka_error("assign"))?;
+        self.fetch_positions = positions;
+        Ok(())
     }
 
     /// The high watermark of the latest fetch response: no round trip, and right even on
@@ -729,7 +811,9 @@ fn probe_topic_ends(
     partitions: &[i32],
     refusals: Arc<Refusals>,
 ) -> Result<BTreeMap<i32, i64>, SourceError> {
-    let probe = quiet_consumer(config, "end-probe", refusals)?;
+    let mut eager = config.clone();
+    eager.set("fetch.wait.max.ms", PROBE_FETCH_WAIT_MS);
+    let probe = quiet_consumer(&eager, "end-probe", refusals)?;
     let mut ends = BTreeMap::new();
     let mut list = TopicPartitionList::new();
     for &p in partitions {

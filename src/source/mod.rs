@@ -24,7 +24,7 @@ use crate::kafka::{KafkaConnection, KafkaFailure};
 use crate::settings::{duration_text, name_list, string_map, InvalidSetting};
 
 pub use file::{FileSource, FileSourceConfig};
-pub use kafka::{KafkaSource, KafkaSourceConfig, StartingOffsets};
+pub use kafka::{KafkaSource, KafkaSourceConfig, PartitionAssignment, StartingOffsets};
 pub use replay::ReplaySource;
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +131,7 @@ struct SourceSection {
     fail_on_data_loss: bool,
     #[serde(with = "duration_text")]
     assignment_timeout: Duration,
+    assignment: PartitionAssignment,
     #[serde(deserialize_with = "string_map::deserialize")]
     kafka_options: BTreeMap<String, String>,
 }
@@ -148,6 +149,7 @@ impl Default for SourceSection {
             starting_offsets: kafka.starting_offsets,
             fail_on_data_loss: kafka.fail_on_data_loss,
             assignment_timeout: kafka.assignment_timeout,
+            assignment: kafka.assignment,
             kafka_options: kafka.connection.options,
         }
     }
@@ -169,6 +171,7 @@ impl From<SourceSection> for SourceConfig {
                 starting_offsets: section.starting_offsets,
                 fail_on_data_loss: section.fail_on_data_loss,
                 assignment_timeout: section.assignment_timeout,
+                assignment: section.assignment,
             },
         }
     }
@@ -242,7 +245,8 @@ pub trait Source: Send {
     fn describe(&self) -> String;
 
     /// Every partition this instance owns now, at the offset where it starts when the offset
-    /// log knows nothing of it (`source.starting_offsets`). Kafka waits for the group's assignment.
+    /// log knows nothing of it (`source.starting_offsets`). Kafka waits for the group's assignment
+    /// (manual assignment: every partition, at once).
     fn initial_positions(&mut self) -> impl Future<Output = Result<Positions, SourceError>> + Send;
 
     /// One past the last offset available now, per partition: the `--once` snapshot.

@@ -7,6 +7,7 @@ use tokio::sync::watch;
 mod decode;
 mod dedup;
 mod maintenance;
+mod start;
 
 use tweetlake::config::Config;
 use tweetlake::decode::{BatchContext, MessageDecoder};
@@ -288,7 +289,17 @@ pub async fn bench_kafka(
             100.0 * raw_elapsed.as_secs_f64() / secs
         )?;
     }
-    Ok(())
+    if kafka.existing_topic.is_some() {
+        // Timing starts needs new posts, and an existing topic is not the bench's to write to.
+        eprintln!("run --once start times are measured on a topic the bench creates (without --topic)");
+        return Ok(());
+    }
+    let start = start::StartBench {
+        connection: config.source.kafka.connection.clone(),
+        topic,
+        dir,
+    };
+    tokio::task::spawn_blocking(move || start::bench_once_start(&start)).await?
 }
 
 async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
