@@ -60,45 +60,45 @@ def file_batches(path, max_records, max_bytes):
 
 
 def kafka_batches(bootstrap, topic, group, max_records, max_bytes):
-    """Consumes until the end offsets seen at start (like `run --once`); the caller commits."""
-    from confluent_kafka import Consumer, TopicPartition
+    """Consumes each partition to its end-of-file event (like `run --once`); the caller commits.
+
+    The consumer settings that matter are tweetlake's: a 10 s session timeout (the group join
+    waits on it with some brokers), read-ahead sized to a batch, a 20 ms fetch queue backoff."""
+    from confluent_kafka import Consumer, KafkaError
 
     consumer = Consumer({
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
-        "fetch.max.bytes": max_bytes,
-        "queued.max.messages.kbytes": max(65536, max_bytes // 1024),
+        "enable.partition.eof": True,
+        "session.timeout.ms": 10000,
+        "queued.max.messages.kbytes": max(65536, 2 * max_bytes // 1024),
+        "fetch.queue.backoff.ms": 20,
     })
-    parts = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    ends = {}
-    for p in parts:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-        if high > low:
-            ends[p] = high
+    partitions_total = len(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
     consumer.subscribe([topic])
-    done = set()
+    done = set()  # partitions read to their end
     lines, topics, partitions, offsets, size = [], [], [], [], 0
     try:
-        while len(done) < len(ends):
+        while len(done) < partitions_total:
             for msg in consumer.consume(num_messages=min(10000, max_records), timeout=1.0):
                 if msg.error():
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        done.add(msg.partition())
+                        continue
                     raise RuntimeError(msg.error())
-                p, o = msg.partition(), msg.offset()
-                if p in done or o >= ends.get(p, 0):
-                    continue  # past the snapshot: left for the next run
+                if msg.partition() in done:
+                    continue  # arrived after the end we stop at: left for the next run
                 value = msg.value() or b""
                 if lines and (len(lines) >= max_records or size + len(value) > max_bytes):
                     yield lines, topics, partitions, offsets, consumer
                     lines, topics, partitions, offsets, size = [], [], [], [], 0
                 lines.append(value)
                 topics.append(msg.topic())
-                partitions.append(p)
-                offsets.append(o)
+                partitions.append(msg.partition())
+                offsets.append(msg.offset())
                 size += len(value)
-                if o + 1 >= ends[p]:
-                    done.add(p)
         if lines:
             yield lines, topics, partitions, offsets, consumer
     finally:
