@@ -183,3 +183,9 @@ for run in $(seq 1 "$runs"); do
 done
 
 TWEETLAKE_VERSION=$("$tweetlake" --version) "$py" "$here/table.py" "$results" | tee "$work/results.md"
+
+# Do the Python pipeline's silver and gold equal tweetlake's? (first runs, file source)
+if [ -d "$work/lake-tweetlake-file-1/silver" ] && [ -d "$work/lake-python-file-1/silver" ]; then
+    "$py" "$here/compare.py" "$work/lake-tweetlake-file-1" "$work/lake-python-file-1" \
+        > "$work/parity.txt" && echo "(silver and gold of tweetlake and python compared: $work/parity.txt)"
+fi
