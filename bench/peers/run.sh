@@ -110,9 +110,11 @@ tweetlake_config() {  # tweetlake_config LAKE [kafka TOPIC GROUP]
 [source]
 kind = "${2:-file}"
 path = "$posts"
-bootstrap_servers = "$kafka"
-topic = "${3:-}"
-group_id = "${4:-}"
+EOF
+    if [ "${2:-file}" = kafka ]; then
+        printf 'bootstrap_servers = "%s"\ntopic = "%s"\ngroup_id = "%s"\n' "$kafka" "$3" "$4"
+    fi
+    cat <<EOF
 [lake]
 uri = "$1"
 [pipeline]
