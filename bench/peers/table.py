@@ -35,7 +35,7 @@ def main():
     if java and version("pyspark"):
         versions.append(java)
     print(f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores "
-          f"({cpu}), {mem:.0f} GiB RAM, {platform.system()} {platform.release()}; "
+          f"({cpu}), {mem:.1f} GiB RAM, {platform.system()} {platform.release()}; "
           + ", ".join(v for v in versions if v) + ".\n")
     print("| pipeline | source | posts | run | wall s | posts/s | CPU s per 1,000 posts "
           "| peak RSS MiB | load avg (1 min) before |")
