@@ -12,7 +12,8 @@
 # With --kafka, the posts are also produced to a fresh topic and tweetlake and python consume it.
 # Each run is measured by measure.py (wall time, CPU of the whole process tree, peak resident
 # memory); the table is printed at the end and kept in WORK/results.md, the raw numbers in
-# WORK/results.jsonl, each run's output in WORK/logs/.
+# WORK/results.jsonl, each run's output in WORK/logs/; WORK/parity.txt compares the silver and
+# gold of tweetlake's and the Python pipeline's first file-source lakes (compare.py).
 #
 # Environment: TWEETLAKE (the binary; default target/release/tweetlake, else on PATH),
 # PEERS_CACHE (the venv; default ~/.cache/tweetlake-peers), PYTHON (to make the venv: python3).
@@ -36,7 +37,7 @@ while [ $# -gt 0 ]; do
         --spark) spark=1; shift ;;
         --only) only=$2; shift 2 ;;
         --work) work=$2; shift 2 ;;
-        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
