@@ -61,6 +61,9 @@ mod tests {
         assert!(!freed.idle(), "nothing read since that trim");
         assert!(!freed.batch_done(10));
         assert!(freed.idle());
-        assert!(freed.batch_done(TRIM_AFTER_BYTES), "a large batch trims after itself");
+        assert!(
+            freed.batch_done(TRIM_AFTER_BYTES),
+            "a large batch trims after itself"
+        );
     }
 }

@@ -247,7 +247,10 @@ impl ModelSet {
                     // An anti-join emits its rows from one partition: cut them again so the
                     // models downstream still run on every core.
                     let rows: Vec<RecordBatch> = partitions.into_iter().flatten().collect();
-                    (partition(&rows, ctx.copied_config().target_partitions()), Some(dedup))
+                    (
+                        partition(&rows, ctx.copied_config().target_partitions()),
+                        Some(dedup),
+                    )
                 }
                 _ => (partitions, None),
             };
