@@ -199,9 +199,11 @@ fn wait_for_reports(lines: &StdoutLines, want: usize) -> Vec<serde_json::Value> 
 async fn continuous_run_picks_up_new_lines_and_stops_cleanly_on_ctrl_c() {
     let project = Project::new();
     let first = synth::jsonl(SynthOptions::default(), 120);
+    // Other posts: ids after the first ones' (silver keeps one row per post id).
     let more = synth::jsonl(
         SynthOptions {
             seed: 5,
+            first_sequence: 1_000,
             ..Default::default()
         },
         80,

@@ -160,3 +160,43 @@ async fn a_crashed_batch_with_copies_runs_again_and_leaves_each_post_once() {
         copies_in_a_crashed_batch(point).await;
     }
 }
+
+#[test]
+fn bench_dedup_compares_insert_new_with_append_on_the_same_copies() {
+    let project = Project::new();
+    let dir = project.path("bench");
+    let output = project.run(
+        &[
+            "bench",
+            "--dedup",
+            "--records",
+            "600",
+            "--batch",
+            "100",
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    // 600 posts: a first batch of 100, then 6 batches of 5 copies and up to 95 new posts.
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .filter(|l| l.starts_with("insert_new") || l.starts_with("append"))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "3 rounds of both: {stdout}");
+    for row in &rows {
+        let (silver_rows, duplicates) = (row[row.len() - 3], row[row.len() - 2]);
+        match row[0] {
+            "insert_new" => assert_eq!((silver_rows, duplicates), ("600", "30"), "{stdout}"),
+            _ => assert_eq!((silver_rows, duplicates), ("630", "0"), "{stdout}"),
+        }
+    }
+    assert!(stdout.contains("the check itself: p50"), "{stdout}");
+}

@@ -38,6 +38,14 @@ fn kafka_project(topic: &Topic, uri: &str, options: &BTreeMap<String, String>, s
     project
 }
 
+/// A project reading `topic` into a local lake of its own, with `settings` in `[pipeline]`.
+fn local_kafka_project(topic: &Topic, settings: &str) -> Project {
+    let project = Project::new();
+    let lake = project.lake_uri();
+    project.write_kafka_config(&topic.bootstrap, &topic.name, &lake, &BTreeMap::new(), settings);
+    project
+}
+
 fn posts(count: usize, seed: u64) -> Vec<u8> {
     let options = SynthOptions {
         malformed_share: 0.05,
@@ -799,15 +807,8 @@ async fn manual_assignment_drains_every_partition_exactly_once_without_joining_t
     let Some((topic, posts)) = topic_with_posts(800, 21).await else {
         return;
     };
-    let project = Project::new();
+    let project = local_kafka_project(&topic, "max_records_per_batch = 300");
     let lake = project.lake_uri();
-    project.write_kafka_config(
-        &topic.bootstrap,
-        &topic.name,
-        &lake,
-        &BTreeMap::new(),
-        "max_records_per_batch = 300",
-    );
 
     let output = project.run(&["run", "--once"], &[MANUAL]);
     assert_success(&output);
@@ -876,15 +877,8 @@ async fn switching_a_lake_from_group_to_manual_assignment_resumes_where_the_offs
     let Some((topic, mut all_posts)) = topic_with_posts(600, 24).await else {
         return;
     };
-    let project = Project::new();
+    let project = local_kafka_project(&topic, "max_records_per_batch = 200");
     let lake = project.lake_uri();
-    project.write_kafka_config(
-        &topic.bootstrap,
-        &topic.name,
-        &lake,
-        &BTreeMap::new(),
-        "max_records_per_batch = 200",
-    );
     // The group's run commits batch 0 and dies in batch 1: one range finished, one pending.
     let crashed = project.run(
         &["run", "--once"],
@@ -935,15 +929,8 @@ async fn two_manual_instances_of_one_pipeline_still_write_each_record_once() {
     let Some((topic, posts)) = topic_with_posts(1000, 26).await else {
         return;
     };
-    let project = Project::new();
+    let project = local_kafka_project(&topic, "max_records_per_batch = 200");
     let lake = project.lake_uri();
-    project.write_kafka_config(
-        &topic.bootstrap,
-        &topic.name,
-        &lake,
-        &BTreeMap::new(),
-        "max_records_per_batch = 200",
-    );
     let spawn = || {
         let mut command = project.command(&["run", "--once"]);
         command.env(MANUAL.0, MANUAL.1);

@@ -11,14 +11,13 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use tweetlake::config::Config;
 use tweetlake::embedded;
 use tweetlake::pipeline::RunMode;
 use tweetlake::produce::synth;
 use tweetlake::source::FileSource;
 use tweetlake::stdout::stdout;
 
-use super::percentile;
+use super::{fresh_lake_config, percentile};
 
 /// Rounds of the two variants, in alternating order.
 const ROUNDS: usize = 3;
@@ -99,16 +98,7 @@ fn stream_with_copies(records: usize, batch: usize) -> (Arc<[u8]>, usize) {
 
 /// Runs the pipeline over `stream` into a fresh lake at `dir`, silver materialized as `silver`.
 async fn ingest(stream: &Arc<[u8]>, batch: usize, silver: Silver, dir: &Path) -> anyhow::Result<Timings> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let mut config = Config::default();
-    config.lake.uri = dir.display().to_string();
-    config.pipeline.name = "bench".into();
-    config.pipeline.max_records_per_batch = batch;
-    let progress = dir.with_extension("ndjson");
-    let _ = std::fs::remove_file(&progress);
-    config.pipeline.progress_log = progress.display().to_string();
+    let config = fresh_lake_config(dir, batch)?;
     let mut files = embedded::model_sources();
     if silver == Silver::Append {
         for (_, _, sql) in &mut files {
@@ -123,7 +113,7 @@ async fn ingest(stream: &Arc<[u8]>, batch: usize, silver: Silver, dir: &Path) ->
     let mut pipeline = config.build_pipeline(source, models)?;
     let (_stop, stopped) = watch::channel(false);
     pipeline.run(RunMode::Once, stopped).await?;
-    timings(&progress)
+    timings(Path::new(&config.pipeline.progress_log))
 }
 
 /// Each batch's total time and silver's check, from the progress lines at `path`.

@@ -118,14 +118,7 @@ async fn ingest(
     maintained: Maintained,
     dir: &Path,
 ) -> anyhow::Result<(Lake, Duration, Duration)> {
-    if dir.exists() {
-        std::fs::remove_dir_all(dir)?;
-    }
-    let mut config = Config::default();
-    config.lake.uri = dir.display().to_string();
-    config.pipeline.name = "bench".into();
-    config.pipeline.max_records_per_batch = batch;
-    config.pipeline.progress_log = dir.with_extension("ndjson").display().to_string();
+    let mut config = super::fresh_lake_config(dir, batch)?;
     config.maintenance.enabled = maintained == Maintained::Yes;
     let models = embedded::models(&[config.dlq.table.as_str()])?;
     let source = FileSource::from_bytes("bench.jsonl", data.clone());

@@ -24,6 +24,24 @@ pub use decode::bench_decode;
 pub use dedup::bench_dedup;
 pub use maintenance::bench_maintenance;
 
+/// The configuration of a bench run into a fresh lake at `dir` (removed first, with its progress
+/// log `dir.ndjson`) in batches of `batch` records.
+fn fresh_lake_config(dir: &Path, batch: usize) -> anyhow::Result<Config> {
+    let progress = dir.with_extension("ndjson");
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
+    if progress.exists() {
+        std::fs::remove_file(&progress).with_context(|| format!("remove {}", progress.display()))?;
+    }
+    let mut config = Config::default();
+    config.lake.uri = dir.display().to_string();
+    config.pipeline.name = "bench".into();
+    config.pipeline.max_records_per_batch = batch;
+    config.pipeline.progress_log = progress.display().to_string();
+    Ok(config)
+}
+
 /// Throughput of one stage over the whole data set.
 struct Stage {
     name: &'static str,
