@@ -52,6 +52,7 @@ COUNTERS = {
     "tweetlake_batches_total": set(),
     "tweetlake_records_total": {"table"},
     "tweetlake_dead_letters_total": set(),
+    "tweetlake_duplicates_total": {"table"},
     "tweetlake_commit_retries_total": set(),
     "tweetlake_maintenance_runs_total": {"table", "operation", "outcome"},
     "tweetlake_maintenance_reclaimed_bytes_total": {"table"},
@@ -636,6 +637,7 @@ def synthetic_series():
         for table in ["bronze", "dlq", "silver.tweets", "gold.company_minute"]:
             s("tweetlake_records_total", {"table": table}, "0+2000x480")
         s("tweetlake_dead_letters_total", {}, "0+3x480")
+        s("tweetlake_duplicates_total", {"table": "silver.tweets"}, "0+5x480")
         s("tweetlake_commit_retries_total", {}, "0+1x480")
         for p in ["0", "1", "2"]:
             s("tweetlake_consumer_lag", {"topic": "x-posts", "partition": p}, "5000-10x480")
