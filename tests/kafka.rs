@@ -842,9 +842,8 @@ async fn a_manual_once_run_with_nothing_new_exits_0_and_writes_nothing() {
     let Some((topic, posts)) = topic_with_posts(300, 22).await else {
         return;
     };
-    let project = Project::new();
+    let project = local_kafka_project(&topic, "");
     let lake = project.lake_uri();
-    project.write_kafka_config(&topic.bootstrap, &topic.name, &lake, &BTreeMap::new(), "");
     assert_success(&project.run(&["run", "--once"], &[MANUAL]));
     let batches = project.progress().len();
     let log_files = files_under(&project.path("lake"));
