@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::process::ExitStatusExt;
 
 use common::kafka::{create_topic, produce_lines};
-use common::{kafka_bootstrap, unique_suffix, Project};
+use common::{assert_success, kafka_bootstrap, unique_suffix, Project};
 use tweetlake::produce::synth::{self, SynthOptions};
 
 /// `count` clean synthetic posts, ids continuing after `first_sequence`, one per line.
@@ -84,7 +84,7 @@ async fn a_post_in_two_partitions_of_a_batch_and_again_in_a_later_batch_is_one_s
     project.write_kafka_config(&bootstrap, &topic, &lake, &Default::default(), "");
 
     let run = project.run(&["run", "--once"], &[]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_success(&run);
     assert_eq!(project.progress().len(), 1, "one batch read both partitions");
     assert_each_post_once(&project, 60).await;
 
@@ -93,7 +93,7 @@ async fn a_post_in_two_partitions_of_a_batch_and_again_in_a_later_batch_is_one_s
     produce_lines(&bootstrap, &topic, 2, &jsonl(&again)).await;
     produce_lines(&bootstrap, &topic, 2, &jsonl(&posts(10, 1_000))).await;
     let run = project.run(&["run", "--once"], &[]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_success(&run);
     assert_each_post_once(&project, 70).await;
     assert_eq!(
         project.count("SELECT count(*) FROM bronze").await,
@@ -129,11 +129,7 @@ async fn copies_in_a_crashed_batch(point: &str) {
     let crashed = project.run(&["run", "--once"], &[("TWEETLAKE_FAULT", &fault)]);
     assert_eq!(crashed.status.signal(), Some(9), "{point}: killed: {crashed:?}");
     let recovered = project.run(&["run", "--once"], &[]);
-    assert!(
-        recovered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&recovered.stderr)
-    );
+    assert_success(&recovered);
     let reports = project.progress();
     assert_eq!(
         reports.last().unwrap()["rerun"],
@@ -178,11 +174,7 @@ fn bench_dedup_compares_insert_new_with_append_on_the_same_copies() {
         ],
         &[],
     );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_success(&output);
     let stdout = String::from_utf8(output.stdout).unwrap();
     // 600 posts: a first batch of 100, then 6 batches of 5 copies and up to 95 new posts.
     let rows: Vec<Vec<&str>> = stdout
