@@ -46,6 +46,18 @@ fn local_kafka_project(topic: &Topic, settings: &str) -> Project {
     project
 }
 
+/// The group's committed offsets (group `tweetlake-<topic>`, as the test configs name it) equal
+/// the ends the offset log reached, partition by partition: what lag tools read.
+fn assert_group_offsets_mirror(topic: &Topic, ends: &BTreeMap<i64, i64>) {
+    let group = format!("tweetlake-{}", topic.name);
+    let committed = committed_offsets(&topic.bootstrap, &group, &topic.name, PARTITIONS);
+    assert_eq!(
+        committed,
+        ends.values().copied().collect::<Vec<_>>(),
+        "group offsets mirror the offset log, for lag tools"
+    );
+}
+
 fn posts(count: usize, seed: u64) -> Vec<u8> {
     let options = SynthOptions {
         malformed_share: 0.05,
@@ -130,17 +142,7 @@ async fn once_drains_the_topic_exactly_once_and_mirrors_group_offsets() {
         800,
         "every offset of every partition was read"
     );
-    let committed = committed_offsets(
-        &topic.bootstrap,
-        &format!("tweetlake-{}", topic.name),
-        &topic.name,
-        PARTITIONS,
-    );
-    assert_eq!(
-        committed,
-        ends.values().copied().collect::<Vec<_>>(),
-        "group offsets mirror the log"
-    );
+    assert_group_offsets_mirror(&topic, &ends);
     let lag = reports.last().unwrap()["lag"]
         .as_object()
         .expect("a lag per partition")
@@ -824,17 +826,7 @@ async fn manual_assignment_drains_every_partition_exactly_once_without_joining_t
     let ends = reached_offsets(&reports);
     assert_eq!(ends.len(), PARTITIONS as usize, "every partition was read");
     assert_eq!(ends.values().sum::<i64>(), 800);
-    let committed = committed_offsets(
-        &topic.bootstrap,
-        &format!("tweetlake-{}", topic.name),
-        &topic.name,
-        PARTITIONS,
-    );
-    assert_eq!(
-        committed,
-        ends.values().copied().collect::<Vec<_>>(),
-        "group offsets still mirror the log, for lag tools"
-    );
+    assert_group_offsets_mirror(&topic, &ends);
 }
 
 #[tokio::test(flavor = "multi_thread")]
